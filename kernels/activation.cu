@@ -1,0 +1,18 @@
+// ReLU forward and backward, elementwise, grid-stride.
+#include "common.cuh"
+
+/// y = max(x, 0). NaN stays NaN, as in PyTorch.
+extern "C" __global__ void relu_fwd(const EltParams p, const float* __restrict__ x, float* __restrict__ y) {
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < p.len; i += gridDim.x * blockDim.x) {
+        const float v = x[i];
+        y[i] = v > 0.0f ? v : (v != v ? v : 0.0f);
+    }
+}
+
+/// dx = dy where y > 0, else 0 (the subgradient at 0 is 0, as in PyTorch). `y` may be the ReLU's
+/// input or its output: both are positive at the same places.
+extern "C" __global__ void relu_bwd(const EltParams p, const float* __restrict__ y, const float* __restrict__ dy,
+                                    float* __restrict__ dx) {
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < p.len; i += gridDim.x * blockDim.x)
+        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}

@@ -1,0 +1,150 @@
+// Top-k by magnitude over a flat gradient, as (u32 index, f32 value) pairs in increasing index
+// order. Selection is exact and deterministic:
+//  1. Radix select on the bit pattern of |x| (for non-negative floats the bit order is the value
+//     order): four 8-bit passes from the most significant byte, each a histogram of the elements
+//     that match the prefix found so far (`topk_hist`) and a pick of the byte in which the k-th
+//     largest falls (`topk_pick`). After the last pass `state` = {T, mask, need}: T is the bit
+//     pattern of the k-th largest magnitude and `need` how many elements equal to T to keep.
+//  2. Compaction: every element with |x| > T is kept, and of those with |x| == T the `need` with
+//     the lowest indices. Each block owns a chunk of consecutive elements: `topk_count` counts its
+//     greater/equal elements, `topk_scan` turns the counts into exclusive offsets, `topk_compact`
+//     writes in index order with warp ballots.
+// NaN magnitudes order above +inf. The host handles k == 0 and clamps k to len.
+#include "common.cuh"
+
+#define ABS_BITS(v) (__float_as_uint(v) & 0x7fffffffu)
+
+/// hist[byte] += elements whose |x| matches state's prefix under its mask, by the byte at p.shift.
+extern "C" __global__ void topk_hist(const TopkParams p, const float* __restrict__ x, const u32* __restrict__ state,
+                                     u32* __restrict__ hist) {
+    __shared__ u32 h[256];
+    for (u32 i = threadIdx.x; i < 256; i += blockDim.x) h[i] = 0;
+    __syncthreads();
+    const u32 prefix = state[0], mask = state[1];
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < p.len; i += gridDim.x * blockDim.x) {
+        const u32 bits = ABS_BITS(x[i]);
+        if ((bits & mask) == prefix) atomicAdd(&h[(bits >> p.shift) & 255u], 1u);
+    }
+    __syncthreads();
+    for (u32 i = threadIdx.x; i < 256; i += blockDim.x)
+        if (h[i]) atomicAdd(&hist[i], h[i]);
+}
+
+/// Picks the byte holding the k-th largest (state[2] = rank still to find, >= 1), extends the
+/// prefix, and clears the histogram for the next pass. One block.
+extern "C" __global__ void topk_pick(const TopkParams p, u32* __restrict__ hist, u32* __restrict__ state) {
+    if (threadIdx.x == 0) {
+        const u32 k_rem = state[2];
+        u32 above = 0;
+        for (int b = 255; b >= 0; b--) {
+            const u32 c = hist[b];
+            if (above + c >= k_rem) {
+                state[0] |= (u32)b << p.shift;
+                state[1] |= 255u << p.shift;
+                state[2] = k_rem - above;
+                break;
+            }
+            above += c;
+        }
+    }
+    __syncthreads();
+    for (u32 i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+}
+
+/// counts[2b] = elements of chunk b with |x| > T, counts[2b+1] = with |x| == T.
+extern "C" __global__ void topk_count(const TopkParams p, const float* __restrict__ x, const u32* __restrict__ state,
+                                      u32* __restrict__ counts) {
+    const u32 t = state[0];
+    const u32 start = blockIdx.x * p.chunk, end = min(p.len, start + p.chunk);
+    u32 gt = 0, eq = 0;
+    for (u32 base = start; base < end; base += blockDim.x) {
+        const u32 i = base + threadIdx.x;
+        const u32 bits = i < end ? ABS_BITS(x[i]) : 0u;
+        gt += __syncthreads_count(i < end && bits > t);
+        eq += __syncthreads_count(i < end && bits == t);
+    }
+    if (threadIdx.x == 0) {
+        counts[2 * blockIdx.x] = gt;
+        counts[2 * blockIdx.x + 1] = eq;
+    }
+}
+
+/// In place: counts -> exclusive prefix sums over blocks (both columns). One block of 1024 threads,
+/// each scanning a contiguous segment.
+extern "C" __global__ void topk_scan(const TopkParams p, u32* __restrict__ counts) {
+    __shared__ u32 sg[1024], se[1024];
+    const u32 nt = blockDim.x, seg = (p.nblocks + nt - 1) / nt;
+    const u32 b0 = min(threadIdx.x * seg, p.nblocks), b1 = min(b0 + seg, p.nblocks);
+    u32 g = 0, e = 0;
+    for (u32 b = b0; b < b1; b++) {
+        g += counts[2 * b];
+        e += counts[2 * b + 1];
+    }
+    sg[threadIdx.x] = g;
+    se[threadIdx.x] = e;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        u32 rg = 0, re = 0;
+        for (u32 i = 0; i < nt; i++) {
+            const u32 cg = sg[i], ce = se[i];
+            sg[i] = rg;
+            se[i] = re;
+            rg += cg;
+            re += ce;
+        }
+    }
+    __syncthreads();
+    g = sg[threadIdx.x];
+    e = se[threadIdx.x];
+    for (u32 b = b0; b < b1; b++) {
+        const u32 cg = counts[2 * b], ce = counts[2 * b + 1];
+        counts[2 * b] = g;
+        counts[2 * b + 1] = e;
+        g += cg;
+        e += ce;
+    }
+}
+
+/// Writes the kept elements of chunk b at their rank in index order:
+///   position = (kept greater before) + min(equal before, need).
+extern "C" __global__ void topk_compact(const TopkParams p, const float* __restrict__ x,
+                                        const u32* __restrict__ state, const u32* __restrict__ offsets,
+                                        u32* __restrict__ out_idx, float* __restrict__ out_val) {
+    __shared__ u32 wg[32], we[32];
+    const u32 t = state[0], need = state[2];
+    const u32 lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const u32 start = blockIdx.x * p.chunk, end = min(p.len, start + p.chunk);
+    u32 gt_base = offsets[2 * blockIdx.x], eq_base = offsets[2 * blockIdx.x + 1];
+    for (u32 base = start; base < end; base += blockDim.x) {
+        const u32 i = base + threadIdx.x;
+        const float v = i < end ? x[i] : 0.0f;
+        const u32 bits = ABS_BITS(v);
+        const bool is_gt = i < end && bits > t, is_eq = i < end && bits == t;
+        const u32 bg = __ballot_sync(0xffffffffu, is_gt), be = __ballot_sync(0xffffffffu, is_eq);
+        const u32 lt = (1u << lane) - 1u;
+        if (lane == 0) {
+            wg[wid] = __popc(bg);
+            we[wid] = __popc(be);
+        }
+        __syncthreads();
+        u32 og = 0, oe = 0, tg = 0, te = 0;
+        for (u32 w = 0; w < nw; w++) {
+            if (w < wid) {
+                og += wg[w];
+                oe += we[w];
+            }
+            tg += wg[w];
+            te += we[w];
+        }
+        const u32 gt_before = gt_base + og + __popc(bg & lt);
+        const u32 eq_before = eq_base + oe + __popc(be & lt);
+        if (is_gt || (is_eq && eq_before < need)) {
+            const u32 pos = gt_before + min(eq_before, need);
+            out_idx[pos] = i;
+            out_val[pos] = v;
+        }
+        gt_base += tg;
+        eq_base += te;
+        __syncthreads();  // wg/we are rewritten by the next tile
+    }
+}

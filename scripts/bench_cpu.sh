@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# CPU training-step throughput of scadles next to PyTorch on the same machine, and their ratio.
+#
+#   scripts/bench_cpu.sh [--batch 64] [--threads 2] [--models resnet18-cifar,resnet152,vgg19_bn]
+#
+# Runs `target/release/scadles bench` (built with `cargo build --release` if missing) and
+# scripts/bench_torch.py (venv from scripts/setup_torch.sh; $SCADLES_TORCH_VENV, default
+# /opt/scadles-torch), one after the other so they never share the cores, then joins their
+# `bench model=M shape=S ... img_per_s=X ...` lines on (model, shape) and prints scadles/PyTorch.
+# Both sides do the same step: zero grad, forward, mean cross-entropy, backward, SGD(0.1, 0.9, 1e-4).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${SCADLES_TORCH_VENV:-/opt/scadles-torch}
+BATCH=64
+THREADS=2
+MODELS=resnet18-cifar,resnet152,vgg19_bn
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --batch) BATCH=$2; shift 2 ;;
+        --threads) THREADS=$2; shift 2 ;;
+        --models) MODELS=$2; shift 2 ;;
+        *) echo "bench_cpu.sh: unknown argument '$1'; expected --batch N, --threads N or --models LIST" >&2; exit 2 ;;
+    esac
+done
+# This environment may pin OpenBLAS to AVX2 kernels; the comparison wants each library at its best.
+unset OPENBLAS_CORETYPE
+
+BIN="$ROOT/target/release/scadles"
+if [ ! -x "$BIN" ]; then
+    (cd "$ROOT" && cargo build --release)
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "bench_cpu.sh: no PyTorch venv at $VENV; run scripts/setup_torch.sh or set SCADLES_TORCH_VENV" >&2
+    exit 1
+fi
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+echo "== scadles ($BIN)"
+"$BIN" bench --models "$MODELS" --batch "$BATCH" --threads "$THREADS" | tee "$TMP/scadles.txt"
+echo "== PyTorch ($VENV)"
+"$VENV/bin/python" "$ROOT/scripts/bench_torch.py" --models "$MODELS" --batch "$BATCH" --threads "$THREADS" \
+    | tee "$TMP/torch.txt"
+
+echo
+echo "== scadles / PyTorch, batch $BATCH, $THREADS threads, $(nproc) cores on this machine"
+awk '
+    function field(key,   i, kv) {
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == key) return kv[2] }
+        return ""
+    }
+    $1 != "bench" { next }
+    {
+        k = field("model") " " field("shape")
+        if (FILENAME ~ /scadles\.txt$/) { s[k] = field("img_per_s") } else { t[k] = field("img_per_s") }
+        if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+    }
+    END {
+        printf "%-12s %-12s %14s %14s %8s\n", "model", "shape", "scadles img/s", "torch img/s", "ratio"
+        for (i = 1; i <= n; i++) {
+            k = order[i]; split(k, ms, " ")
+            sv = (k in s) ? s[k] : "-"; tv = (k in t) ? t[k] : "-"
+            r = (sv != "-" && tv != "-" && tv + 0 > 0) ? sprintf("%.2f", sv / tv) : "-"
+            printf "%-12s %-12s %14s %14s %8s\n", ms[1], ms[2], sv, tv, r
+        }
+    }
+' "$TMP/scadles.txt" "$TMP/torch.txt"

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Reference timing for `scadles bench topk`: torch.topk(x.abs(), k, sorted=False) plus the gather
+of the signed values, on an N(0,1) float32 buffer, with torch.set_num_threads(2).
+
+Prints one row per compression ratio in the format of scadles' TopkBenchRow:
+  topk impl=torch n=<n> cr=<cr> k=<k> reps=<r> median_s=<s> elems_per_s=<e>
+k follows scadles' k_for: max(1, floor(n*cr)), capped at n.
+
+Usage: bench_topk_torch.py [--n 60000000] [--crs 0.1,0.01,0.001] [--reps 5] [--threads 2]
+"""
+import argparse
+import math
+import statistics
+import time
+
+import torch
+
+
+def k_for(n: int, cr: float) -> int:
+    if n == 0:
+        return 0
+    v = n * cr
+    if math.isnan(v) or v <= 0:
+        k = 0
+    elif math.isinf(v):
+        k = n
+    else:
+        k = math.floor(v)
+    return min(max(1, k), n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=60_000_000)
+    ap.add_argument("--crs", default="0.1,0.01,0.001")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(42)
+    x = torch.randn(args.n, generator=gen, dtype=torch.float32)
+    for cr in (float(c) for c in args.crs.split(",")):
+        k = k_for(args.n, cr)
+
+        def once():
+            _, idx = torch.topk(x.abs(), k, sorted=False)
+            return idx, x.gather(0, idx)
+
+        once()  # untimed warm-up, as in the Rust bench
+        times = []
+        for _ in range(max(1, args.reps)):
+            t = time.perf_counter()
+            once()
+            times.append(time.perf_counter() - t)
+        med = statistics.median(times)
+        print(f"topk impl=torch n={args.n} cr={cr} k={k} reps={max(1, args.reps)} "
+              f"median_s={med:.6f} elems_per_s={args.n / med:.4e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

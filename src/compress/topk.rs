@@ -1,0 +1,327 @@
+//! Top-k selection by magnitude (paper §3.5, the `Topk(g)` of the adaptive rule).
+//!
+//! The k largest |x| are found without sorting: the magnitude of an f32 read as the u32 of its bits
+//! with the sign cleared orders exactly like the magnitude itself (IEEE-754 is monotone in its bit
+//! pattern for non-negative values). Two histogram passes over those keys (high 15 bits, then the low
+//! 16 bits inside the one high bin that holds the k-th largest) give the exact threshold key `t` and
+//! how many elements equal to `t` are still needed; a chunked, parallel count-then-write compaction
+//! then emits the selection in ascending index order. Every pass is O(n) and streams the input.
+//!
+//! Ties in magnitude are broken by the lower index, so the selection is a pure function of the input
+//! (every rank and every run picks the same set). NaN keys order above +inf, so a non-finite
+//! gradient is always selected and never silently dropped.
+use rayon::prelude::*;
+
+/// Inputs up to this length use a select-nth over packed (key, index) words.
+const SMALL: usize = 1 << 12;
+/// Elements per task in the histogram passes.
+const HIST_CHUNK: usize = 1 << 20;
+/// Elements per block in the compaction (each block's output slot is known before writing).
+const BLOCK: usize = 1 << 16;
+/// Bins of the first pass: the high 15 bits of a key (the sign bit is always clear).
+const HI_BINS: usize = 1 << 15;
+/// Bins of the second pass: the low 16 bits of a key.
+const LO_BINS: usize = 1 << 16;
+
+/// The magnitude of `v` as an order-preserving u32.
+#[inline(always)]
+fn key(v: f32) -> u32 {
+    v.to_bits() & 0x7fff_ffff
+}
+
+/// The number of elements top-k keeps from a tensor of `len` elements at compression ratio `cr`
+/// (CR = compressed size / original size, §3.5): `max(1, floor(len·cr))`, capped at `len`; 0 for an
+/// empty tensor. This is the reference code's `max(1, int(numel × CR))`, including its rounding
+/// (e.g. 1000 × 0.29 is 289.99… in binary floating point and gives 289). A non-positive or NaN `cr`
+/// gives 1 and a `cr` ≥ 1 gives `len`.
+pub fn k_for(len: usize, cr: f64) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    // `as` saturates: NaN and negatives become 0, +inf becomes usize::MAX.
+    let k = ((len as f64) * cr).floor() as usize;
+    k.clamp(1, len)
+}
+
+/// Indices (ascending u32, relative to the slice) and signed values of the `k` largest |x|, `k`
+/// capped at `x.len()`. Ties in magnitude are broken by the lower index. `idx` and `val` are cleared
+/// first and hold exactly `min(k, x.len())` entries afterwards.
+///
+/// O(n) time with no sort of the input; large inputs use every rayon thread.
+///
+/// # Panics
+/// If `x.len()` exceeds 2³², which u32 indices cannot address.
+pub fn topk(x: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+    idx.clear();
+    val.clear();
+    let n = x.len();
+    assert!(n as u64 <= 1u64 << 32, "top-k input has {n} elements; u32 indices address at most 2^32");
+    let k = k.min(n);
+    if k == 0 {
+        return;
+    }
+    if k == n {
+        idx.extend((0..n).map(|i| i as u32));
+        val.extend_from_slice(x);
+        return;
+    }
+    if n <= SMALL {
+        topk_small(x, k, idx, val);
+        return;
+    }
+    let (t, take_eq) = threshold(x, k);
+    compact(x, k, t, take_eq, idx, val);
+}
+
+/// Select-nth over words `(!key << 32) | index`: ascending word order is descending magnitude, then
+/// ascending index, a total order, so the first k words are exactly the selection.
+fn topk_small(x: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+    let mut words: Vec<u64> = x.iter().enumerate().map(|(i, &v)| (u64::from(!key(v)) << 32) | i as u64).collect();
+    words.select_nth_unstable(k - 1);
+    let chosen = &mut words[..k];
+    for w in chosen.iter_mut() {
+        *w &= 0xffff_ffff;
+    }
+    chosen.sort_unstable();
+    idx.extend(chosen.iter().map(|&w| w as u32));
+    val.extend(chosen.iter().map(|&w| x[w as usize]));
+}
+
+fn histogram<F: Fn(u32) -> Option<usize> + Sync>(x: &[f32], bins: usize, bin_of: F) -> Vec<u64> {
+    x.par_chunks(HIST_CHUNK)
+        .fold(
+            || vec![0u32; bins],
+            |mut h, chunk| {
+                for &v in chunk {
+                    if let Some(b) = bin_of(key(v)) {
+                        h[b] += 1;
+                    }
+                }
+                h
+            },
+        )
+        .map(|h| h.into_iter().map(u64::from).collect::<Vec<u64>>())
+        .reduce(
+            || vec![0u64; bins],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
+/// Walks `hist` from the top bin down; returns (bin holding the `need`-th largest, how many of that
+/// bin are still needed).
+fn find_bin(hist: &[u64], need: u64) -> (usize, u64) {
+    let mut above = 0u64;
+    for b in (0..hist.len()).rev() {
+        if above + hist[b] >= need {
+            return (b, need - above);
+        }
+        above += hist[b];
+    }
+    unreachable!("histogram holds fewer than k elements")
+}
+
+/// The k-th largest key `t`, and how many elements with key == t belong to the selection (all keys
+/// above `t` belong to it).
+fn threshold(x: &[f32], k: usize) -> (u32, usize) {
+    let hi = histogram(x, HI_BINS, |kk| Some((kk >> 16) as usize));
+    let (hb, need) = find_bin(&hi, k as u64);
+    let hb32 = hb as u32;
+    let lo = histogram(x, LO_BINS, |kk| if kk >> 16 == hb32 { Some((kk & 0xffff) as usize) } else { None });
+    let (lb, take_eq) = find_bin(&lo, need);
+    ((hb32 << 16) | lb as u32, take_eq as usize)
+}
+
+/// Writes every element with key > t and the first `take_eq` elements with key == t, in index order.
+fn compact(x: &[f32], k: usize, t: u32, take_eq: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+    // Pass 1: per block, how many are above and how many equal the threshold.
+    let counts: Vec<(u32, u32)> = x
+        .par_chunks(BLOCK)
+        .map(|b| {
+            let mut gt = 0u32;
+            let mut eq = 0u32;
+            for &v in b {
+                let kk = key(v);
+                gt += u32::from(kk > t);
+                eq += u32::from(kk == t);
+            }
+            (gt, eq)
+        })
+        .collect();
+    // Ties go to the lowest indices: earlier blocks take their equal elements first.
+    let mut left = take_eq;
+    let quotas: Vec<(usize, usize)> = counts
+        .iter()
+        .map(|&(gt, eq)| {
+            let q = (eq as usize).min(left);
+            left -= q;
+            (gt as usize + q, q)
+        })
+        .collect();
+    debug_assert_eq!(left, 0);
+    debug_assert_eq!(quotas.iter().map(|q| q.0).sum::<usize>(), k);
+
+    idx.resize(k, 0);
+    val.resize(k, 0.0);
+    // Pass 2: hand each block its own disjoint output window.
+    let mut jobs = Vec::with_capacity(quotas.len());
+    let (mut ri, mut rv) = (&mut idx[..], &mut val[..]);
+    for (bi, &(total, q)) in quotas.iter().enumerate() {
+        let (oi, rest_i) = ri.split_at_mut(total);
+        let (ov, rest_v) = rv.split_at_mut(total);
+        ri = rest_i;
+        rv = rest_v;
+        if total > 0 {
+            jobs.push((bi, q, oi, ov));
+        }
+    }
+    jobs.into_par_iter().for_each(|(bi, q, oi, ov)| {
+        let base = bi * BLOCK;
+        let block = &x[base..(base + BLOCK).min(x.len())];
+        let mut o = 0usize;
+        let mut eq_left = q;
+        for (j, &v) in block.iter().enumerate() {
+            let kk = key(v);
+            let take = kk > t || (kk == t && eq_left > 0);
+            if take {
+                eq_left -= usize::from(kk == t);
+                oi[o] = (base + j) as u32;
+                ov[o] = v;
+                o += 1;
+                if o == oi.len() {
+                    break;
+                }
+            }
+        }
+        debug_assert_eq!(o, oi.len());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Reference: full sort by (|x| desc, index asc), first k, indices re-sorted.
+    fn reference(x: &[f32], k: usize) -> Vec<u32> {
+        let mut order: Vec<usize> = (0..x.len()).collect();
+        order.sort_by(|&a, &b| x[b].abs().partial_cmp(&x[a].abs()).unwrap().then(a.cmp(&b)));
+        let mut sel: Vec<u32> = order[..k.min(x.len())].iter().map(|&i| i as u32).collect();
+        sel.sort_unstable();
+        sel
+    }
+
+    fn check(x: &[f32], k: usize) {
+        let (mut idx, mut val) = (Vec::new(), Vec::new());
+        topk(x, k, &mut idx, &mut val);
+        let want = reference(x, k);
+        assert_eq!(idx.len(), want.len(), "n={} k={}", x.len(), k);
+        if let Some(p) = idx.iter().zip(&want).position(|(a, b)| a != b) {
+            panic!("n={} k={}: first mismatch at {p}: got index {} want {}", x.len(), k, idx[p], want[p]);
+        }
+        for (&i, &v) in idx.iter().zip(&val) {
+            assert_eq!(v.to_bits(), x[i as usize].to_bits(), "value at {i} must keep its sign and bits");
+        }
+    }
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = StdRng::seed_from_u64(seed);
+        (0..n).map(|_| r.gen_range(-1.0f32..1.0) * 10f32.powi(r.gen_range(-3..3))).collect()
+    }
+
+    /// Values from a small integer set, both signs: almost every magnitude is tied.
+    fn ties(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = StdRng::seed_from_u64(seed);
+        (0..n).map(|_| r.gen_range(-3i32..=3) as f32).collect()
+    }
+
+    #[test]
+    fn k_for_rounds_down_with_floor_of_one() {
+        assert_eq!(k_for(0, 0.1), 0);
+        assert_eq!(k_for(1, 0.1), 1);
+        assert_eq!(k_for(9, 0.1), 1);
+        assert_eq!(k_for(10, 0.1), 1);
+        assert_eq!(k_for(29, 0.1), 2);
+        assert_eq!(k_for(1000, 0.01), 10);
+        assert_eq!(k_for(1000, 0.29), 289); // int(1000 * 0.29) in Python
+        assert_eq!(k_for(60_192_808, 0.1), 6_019_280);
+        assert_eq!(k_for(50, 1.0), 50);
+        assert_eq!(k_for(50, 7.0), 50);
+        assert_eq!(k_for(50, 0.0), 1);
+        assert_eq!(k_for(50, -0.5), 1);
+        assert_eq!(k_for(50, f64::NAN), 1);
+        assert_eq!(k_for(50, f64::INFINITY), 50);
+    }
+
+    #[test]
+    fn small_inputs_match_sort_reference() {
+        for (s, n) in [1usize, 2, 3, 7, 64, 1000, SMALL].into_iter().enumerate() {
+            for k in [1, 2, n / 3, n / 2, n.saturating_sub(1), n, n + 5] {
+                check(&random(n, s as u64), k);
+                check(&ties(n, 100 + s as u64), k);
+            }
+        }
+    }
+
+    #[test]
+    fn large_inputs_match_sort_reference() {
+        // Above SMALL, several histogram chunks and many compaction blocks.
+        let n = 3 * HIST_CHUNK / 2 + 12345;
+        let x = random(n, 7);
+        for k in [1, 17, n / 100, n / 10, n - 1] {
+            check(&x, k);
+        }
+    }
+
+    #[test]
+    fn heavy_ties_break_by_lower_index() {
+        let n = 5 * BLOCK + 77;
+        let x = ties(n, 9);
+        for k in [1, 3, BLOCK, n / 7, 2 * n / 7 + 1, n / 2, n - 2] {
+            check(&x, k);
+        }
+        // All equal magnitudes, mixed signs: the selection is exactly the first k indices.
+        let x: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { -2.5 } else { 2.5 }).collect();
+        let (mut idx, mut val) = (Vec::new(), Vec::new());
+        topk(&x, 1000, &mut idx, &mut val);
+        assert_eq!(idx, (0..1000u32).collect::<Vec<_>>());
+        assert_eq!(val[0], -2.5);
+        assert_eq!(val[1], 2.5);
+    }
+
+    #[test]
+    fn zeros_signed_zeros_and_infinities() {
+        let mut x = vec![0.0f32; SMALL * 3];
+        x[5] = -0.0;
+        x[100] = f32::NEG_INFINITY;
+        x[9000] = 1e-40; // subnormal still beats zero
+        x[11000] = -3.0;
+        let (mut idx, mut val) = (Vec::new(), Vec::new());
+        topk(&x, 4, &mut idx, &mut val);
+        assert_eq!(idx, vec![0, 100, 9000, 11000]);
+        assert_eq!(val[1], f32::NEG_INFINITY);
+        assert_eq!(val[3], -3.0);
+        check(&x, 10);
+    }
+
+    #[test]
+    fn k_equal_len_and_len_one() {
+        let x = random(SMALL * 2, 3);
+        let (mut idx, mut val) = (vec![9u32; 3], vec![1.0f32; 3]);
+        topk(&x, x.len(), &mut idx, &mut val);
+        assert_eq!(idx.len(), x.len());
+        assert!(idx.iter().enumerate().all(|(i, &j)| i as u32 == j));
+        assert_eq!(val, x);
+        topk(&[-4.0], 1, &mut idx, &mut val);
+        assert_eq!((idx.as_slice(), val.as_slice()), (&[0u32][..], &[-4.0f32][..]));
+        topk(&[-4.0], 0, &mut idx, &mut val);
+        assert!(idx.is_empty() && val.is_empty());
+        topk(&[], 3, &mut idx, &mut val);
+        assert!(idx.is_empty() && val.is_empty());
+    }
+}

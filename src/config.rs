@@ -1,0 +1,341 @@
+//! One `RunConfig`: defaults, then a TOML file (`--config`), then command-line flags, validated
+//! up front with one-line errors that name the setting.
+use crate::backend::cuda::DeviceChoice;
+use crate::compress::{Compression, Criterion, TopkScope};
+use crate::data::{DatasetKind, Partition};
+use crate::error::{Error, Result};
+use crate::models::Shape;
+use crate::stream::{Arrival, BufferPolicy, ClockKind, Drift, RateSpec};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which step rule trains: ScaDLES (stream-rate batches, weighted aggregation) or the conventional
+/// synchronous baseline (fixed batch per rank, plain average).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    Scadles,
+    Ddl,
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Policy::Scadles => "scadles",
+            Policy::Ddl => "ddl",
+        })
+    }
+}
+
+/// How compressed gradients are exchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SparseMode {
+    /// allgather of counts + allgatherv of exact (index, value) pairs + scatter-add.
+    Allgather,
+    /// The AR-Topk idea: a rotating root picks indices, one allreduce of values there.
+    ArTopk,
+}
+
+/// The whole resolved configuration of a run; `config.json` in the run directory is this, serialised.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    // model
+    pub model: String,
+    pub shape: Shape,
+    pub num_classes: usize,
+    // data
+    pub dataset: DatasetKind,
+    pub data_dir: Option<PathBuf>,
+    pub synthetic_train: usize,
+    pub synthetic_test: usize,
+    pub augment: bool,
+    pub partition: String,
+    // optimisation
+    pub batch: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub milestones: Vec<u64>,
+    pub gamma: f64,
+    pub base_batch: Option<usize>,
+    // run
+    pub steps: u64,
+    pub eval_every: u64,
+    pub eval_samples: Option<usize>,
+    pub seed: u64,
+    pub out: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub device: DeviceChoice,
+    pub target_top1: Option<f64>,
+    pub target_top5: Option<f64>,
+    // streams
+    pub policy: Policy,
+    pub rates: String,
+    pub arrival: Arrival,
+    pub drift: String,
+    pub clock: ClockKind,
+    pub compute_scale: Vec<f64>,
+    pub link_gbps: Option<f64>,
+    pub link_latency_ms: f64,
+    pub buffer: BufferPolicy,
+    pub buffer_cap: Option<usize>,
+    pub window: f64,
+    pub b_min: usize,
+    pub b_max: usize,
+    pub inject: Option<String>,
+    // compression
+    pub compression: Compression,
+    pub cr: f64,
+    pub delta: f64,
+    pub ef: bool,
+    pub topk_scope: TopkScope,
+    pub warmup_steps: u64,
+    pub criterion: Criterion,
+    pub ewma: f64,
+    pub sparse_mode: SparseMode,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            model: "tinycnn".into(),
+            shape: Shape::Cifar,
+            num_classes: 10,
+            dataset: DatasetKind::Synthetic,
+            data_dir: None,
+            synthetic_train: 20_000,
+            synthetic_test: 2_000,
+            augment: true,
+            partition: "iid".into(),
+            batch: 64,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            milestones: vec![75, 150, 225],
+            gamma: 0.2,
+            base_batch: None,
+            steps: 300,
+            eval_every: 50,
+            eval_samples: None,
+            seed: 1234,
+            out: None,
+            threads: None,
+            device: DeviceChoice::Auto,
+            target_top1: None,
+            target_top5: None,
+            policy: Policy::Scadles,
+            rates: "S1p".into(),
+            arrival: Arrival::Constant,
+            drift: "none".into(),
+            clock: ClockKind::Virtual,
+            compute_scale: Vec::new(),
+            link_gbps: None,
+            link_latency_ms: 0.0,
+            buffer: BufferPolicy::Persistence,
+            buffer_cap: None,
+            window: 1.0,
+            b_min: 8,
+            b_max: 1024,
+            inject: None,
+            compression: Compression::None,
+            cr: 0.1,
+            delta: 0.3,
+            ef: true,
+            topk_scope: TopkScope::Layer,
+            warmup_steps: 10,
+            criterion: Criterion::Paper,
+            ewma: 0.9,
+            sparse_mode: SparseMode::Allgather,
+        }
+    }
+}
+
+/// Parsed forms of the string-valued settings, produced by `RunConfig::validate`.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub partition: Partition,
+    pub rates: RateSpec,
+    pub drift: Drift,
+    pub inject: Option<(f64, f64)>,
+}
+
+impl RunConfig {
+    /// Reads a TOML file over the defaults. Unknown keys are errors (a typo is never silently ignored).
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| {
+            let msg = e.message().replace('\n', " ");
+            Error::Config(format!("{}: {}", path.display(), msg.trim()))
+        })
+    }
+
+    /// Per-rank base global batch B of the linear scaling rule (default 64·N, the paper's code).
+    pub fn base_batch_for(&self, ranks: usize) -> usize {
+        self.base_batch.unwrap_or(64 * ranks)
+    }
+
+    /// Checks every setting that can be checked without data, for a job of `ranks` ranks.
+    pub fn validate(&self, ranks: usize) -> Result<Resolved> {
+        fn pos(name: &str, v: f64) -> Result<()> {
+            if !(v.is_finite() && v > 0.0) {
+                crate::bail!(Config, "--{name} must be a positive number, got {v}");
+            }
+            Ok(())
+        }
+        if !crate::models::MODEL_NAMES.contains(&self.model.as_str()) {
+            crate::bail!(Config, "--model: unknown model '{}' (expected one of: {})", self.model, crate::models::MODEL_NAMES.join(", "));
+        }
+        if self.num_classes < 1 {
+            crate::bail!(Config, "--num-classes must be at least 1, got {}", self.num_classes);
+        }
+        if self.batch < 1 {
+            crate::bail!(Config, "--batch must be a positive integer, got {}", self.batch);
+        }
+        pos("lr", self.lr)?;
+        if !(0.0..1.0).contains(&self.momentum) {
+            crate::bail!(Config, "--momentum must be in [0, 1), got {}", self.momentum);
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            crate::bail!(Config, "--weight-decay must be ≥ 0, got {}", self.weight_decay);
+        }
+        pos("gamma", self.gamma)?;
+        if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
+            crate::bail!(Config, "--milestones must be strictly increasing, got {:?}", self.milestones);
+        }
+        if self.steps < 1 {
+            crate::bail!(Config, "--steps must be at least 1, got {}", self.steps);
+        }
+        if self.eval_every < 1 {
+            crate::bail!(Config, "--eval-every must be at least 1, got {}", self.eval_every);
+        }
+        if self.dataset != DatasetKind::Synthetic && self.data_dir.is_none() {
+            crate::bail!(Config, "--dataset {:?} needs --data-dir pointing at the CIFAR binary files", self.dataset);
+        }
+        if self.dataset == DatasetKind::Synthetic && (self.synthetic_train < ranks || self.synthetic_test < 1) {
+            crate::bail!(Config, "synthetic_train ({}) must be at least the number of ranks ({ranks}) and synthetic_test at least 1", self.synthetic_train);
+        }
+        for (name, t) in [("target-top1", self.target_top1), ("target-top5", self.target_top5)] {
+            if let Some(t) = t {
+                if !(0.0..=1.0).contains(&t) {
+                    crate::bail!(Config, "--{name} is a fraction in [0, 1], got {t}");
+                }
+            }
+        }
+        if self.threads == Some(0) {
+            crate::bail!(Config, "--threads must be at least 1");
+        }
+        // streams
+        pos("window", self.window)?;
+        if self.b_max < 1 {
+            crate::bail!(Config, "--b-max must be at least 1, got {}", self.b_max);
+        }
+        if self.b_min > self.b_max {
+            crate::bail!(Config, "--b-min ({}) must not exceed --b-max ({})", self.b_min, self.b_max);
+        }
+        if self.buffer_cap == Some(0) {
+            crate::bail!(Config, "--buffer-cap must be at least 1 sample");
+        }
+        if !self.compute_scale.is_empty() {
+            if self.compute_scale.len() != ranks {
+                crate::bail!(Config, "--compute-scale lists {} factors but the job has {ranks} ranks", self.compute_scale.len());
+            }
+            if let Some(v) = self.compute_scale.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+                crate::bail!(Config, "--compute-scale factors must be positive, got {v}");
+            }
+        }
+        if let Some(g) = self.link_gbps {
+            pos("link-gbps", g)?;
+        }
+        if !(self.link_latency_ms >= 0.0 && self.link_latency_ms.is_finite()) {
+            crate::bail!(Config, "--link-latency-ms must be ≥ 0, got {}", self.link_latency_ms);
+        }
+        if let Some(b) = self.base_batch {
+            if b < 1 {
+                crate::bail!(Config, "--base-batch must be a positive integer, got {b}");
+            }
+        }
+        // compression
+        if !(self.cr > 0.0 && self.cr <= 1.0) {
+            crate::bail!(Config, "--cr is the fraction of elements kept, in (0, 1], got {}", self.cr);
+        }
+        if !(self.delta >= 0.0 && self.delta.is_finite()) {
+            crate::bail!(Config, "--delta must be ≥ 0, got {}", self.delta);
+        }
+        if !(0.0..1.0).contains(&self.ewma) {
+            crate::bail!(Config, "--ewma smoothing factor must be in [0, 1), got {}", self.ewma);
+        }
+        let partition: Partition = self.partition.parse().map_err(|e: String| Error::Config(format!("--partition: {e}")))?;
+        let rates: RateSpec = self.rates.parse().map_err(|e: String| Error::Config(e))?;
+        rates.resolve(ranks, self.seed)?;
+        let drift: Drift = self.drift.parse().map_err(|e: String| Error::Config(format!("--drift: {e}")))?;
+        let inject = match &self.inject {
+            None => None,
+            Some(s) => Some(parse_inject(s)?),
+        };
+        Ok(Resolved { partition, rates, drift, inject })
+    }
+}
+
+/// Parses `ALPHA,BETA` of `--inject` (both fractions in (0, 1]).
+pub fn parse_inject(s: &str) -> Result<(f64, f64)> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let bad = || Error::Config(format!("--inject expects ALPHA,BETA (fractions in (0,1]), got '{s}'"));
+    if parts.len() != 2 {
+        return Err(bad());
+    }
+    let a: f64 = parts[0].parse().map_err(|_| bad())?;
+    let b: f64 = parts[1].parse().map_err(|_| bad())?;
+    if !(a > 0.0 && a <= 1.0 && b > 0.0 && b <= 1.0) {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let c = RunConfig::default();
+        c.validate(4).expect("defaults are valid");
+        assert_eq!(c.base_batch_for(16), 1024);
+    }
+
+    #[test]
+    fn toml_overrides_and_rejects_unknown_keys() {
+        let c: RunConfig = toml::from_str("model = \"resnet18\"\nbatch = 32\nmilestones = [10, 20]").unwrap();
+        assert_eq!(c.model, "resnet18");
+        assert_eq!(c.batch, 32);
+        assert_eq!(c.milestones, vec![10, 20]);
+        assert_eq!(c.lr, 0.1);
+        assert!(toml::from_str::<RunConfig>("bacth = 3").is_err());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut c = RunConfig::default();
+        c.b_min = 100;
+        c.b_max = 10;
+        let e = c.validate(2).unwrap_err().to_string();
+        assert!(e.contains("--b-min") && e.contains("--b-max"), "{e}");
+        let c = RunConfig { rates: "50,38,12".into(), ..RunConfig::default() };
+        let e = c.validate(4).unwrap_err().to_string();
+        assert!(e.contains("3") && e.contains("4"), "{e}");
+        let c = RunConfig { rates: "50,-3".into(), ..RunConfig::default() };
+        assert!(c.validate(2).is_err());
+        let c = RunConfig { cr: 1.5, ..RunConfig::default() };
+        assert!(c.validate(2).unwrap_err().to_string().contains("--cr"));
+        let c = RunConfig { delta: -0.1, ..RunConfig::default() };
+        assert!(c.validate(2).unwrap_err().to_string().contains("--delta"));
+        let c = RunConfig { lr: 0.0, ..RunConfig::default() };
+        assert!(c.validate(2).unwrap_err().to_string().contains("--lr"));
+        let c = RunConfig { model: "resnet9".into(), ..RunConfig::default() };
+        assert!(c.validate(2).unwrap_err().to_string().contains("unknown model"));
+        assert!(parse_inject("0.5,0.5").is_ok());
+        assert!(parse_inject("0.5").is_err());
+        assert!(parse_inject("0,0.5").is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! `scadles`: one binary, launched with `mpirun -np N` (one rank per edge device).
+use clap::{Parser, Subcommand};
+use scadles::cli::TrainArgs;
+use scadles::config::{Policy, RunConfig};
+use scadles::dist::World;
+use scadles::error::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "scadles", version, about = "Deep learning over streaming data at the edge (ScaDLES), one MPI rank per device")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train one run (run under `mpirun -np N`)
+    Train(TrainArgs),
+    /// Train ScaDLES and the DDL baseline on the same streams and compare time-to-target
+    Compare(CompareArgs),
+    /// List every model with its parameter count
+    Models(ModelsArgs),
+    /// Print the paper's Table II (data accumulated under persistence, Eq. 3)
+    Table2,
+    /// Benchmarks: training step, top-k selection, sparse vs dense exchange
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Probe the GPUs this rank can use
+    Devices,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(clap::Args)]
+struct ModelsArgs {
+    /// Head size for the torchvision-shape column
+    #[arg(long, default_value_t = 1000)]
+    num_classes: usize,
+    /// Head size for the CIFAR-shape column
+    #[arg(long, default_value_t = 10)]
+    cifar_classes: usize,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Images/s of one training step (forward + backward + SGD) per model
+    Step(scadles::train::bench::StepBenchArgs),
+    /// Top-k selection throughput on a large gradient buffer
+    Topk(scadles::train::bench::TopkBenchArgs),
+    /// Sparse (index, value) exchange against dense allreduce (run under mpirun)
+    Exchange(scadles::train::bench::ExchangeBenchArgs),
+}
+
+/// This process's rank as the launcher tells it, before MPI is initialised (to print once).
+fn launcher_rank() -> usize {
+    ["PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn exit_code(e: &Error) -> i32 {
+    match e {
+        Error::Config(_) => 2,
+        _ => 1,
+    }
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            if launcher_rank() == 0 {
+                let msg = e.to_string();
+                let first = msg.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+                eprintln!("scadles: error: {first} (see --help)");
+            }
+            std::process::exit(2);
+        }
+    };
+    let code = match cli.cmd {
+        Cmd::Train(a) => with_world(|w| train(w, &a).map(|_| ())),
+        Cmd::Compare(a) => with_world(|w| compare(w, &a.train)),
+        Cmd::Models(a) => report(models(&a)),
+        Cmd::Table2 => {
+            print!("{}", scadles::stream::render_table2());
+            0
+        }
+        Cmd::Bench(BenchCmd::Step(a)) => report(scadles::train::bench::step(&a)),
+        Cmd::Bench(BenchCmd::Topk(a)) => report(scadles::train::bench::topk(&a)),
+        Cmd::Bench(BenchCmd::Exchange(a)) => with_world(|w| scadles::train::bench::exchange(w, &a)),
+        Cmd::Devices => {
+            match scadles::backend::cuda::probe() {
+                Ok(n) => println!("cuda: {n} GPU(s) visible"),
+                Err(e) => println!("cuda: unavailable ({e}); the CPU backend will be used"),
+            }
+            println!("cpu: {} threads available, GEMM: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), scadles::backend::cpu::blas_name());
+            0
+        }
+    };
+    std::process::exit(code);
+}
+
+fn report(r: Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("scadles: error: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+/// Runs `f` with MPI initialised. Errors every rank sees alike (configuration, data, divergence)
+/// end every rank in order; anything else (an I/O error on one rank) aborts the whole job, so no
+/// rank is ever left waiting in a collective.
+fn with_world(f: impl FnOnce(&World) -> Result<()>) -> i32 {
+    let world = World::init();
+    let r = f(&world);
+    let code = match &r {
+        Ok(()) => 0,
+        Err(e) => {
+            let symmetric = matches!(e, Error::Config(_) | Error::Data(_) | Error::Diverged(_));
+            if world.is_root() || !symmetric {
+                eprintln!("scadles: error: {e}");
+            }
+            if !symmetric && world.size() > 1 {
+                world.abort(exit_code(e));
+            }
+            exit_code(e)
+        }
+    };
+    World::finalize();
+    code
+}
+
+/// Validates, loads and trains one run; rank 0 prints the resolved config and the summary.
+fn train(world: &World, args: &TrainArgs) -> Result<scadles::train::Summary> {
+    let cfg = args.resolve()?;
+    run_one(world, &cfg, None, false)
+}
+
+fn run_one(world: &World, cfg: &RunConfig, out: Option<PathBuf>, quiet: bool) -> Result<scadles::train::Summary> {
+    let res = cfg.validate(world.size())?;
+    let _device = scadles::backend::cuda::select(cfg.device, world.rank())?;
+    scadles::train::set_threads(scadles::train::threads_per_rank(cfg.threads));
+    let out = out.or_else(|| cfg.out.clone()).unwrap_or_else(scadles::metrics::default_run_dir);
+    let mut resolved = cfg.clone();
+    resolved.out = Some(out.clone());
+    let ok = if world.is_root() { prepare_out(&out, &resolved) } else { Ok(()) };
+    if world.any(ok.is_err()) {
+        return Err(ok.err().unwrap_or_else(|| Error::Config("rank 0 could not create the run directory".into())));
+    }
+    if world.is_root() && !quiet {
+        eprintln!("scadles {} | {} ranks | MPI: {}", env!("CARGO_PKG_VERSION"), world.size(), World::library_version().lines().next().unwrap_or(""));
+        eprintln!("resolved configuration:\n{}", serde_json::to_string_pretty(&resolved).unwrap_or_default());
+    }
+    let splits = scadles::train::load_data(cfg, world)?;
+    let run = scadles::train::Run { cfg, res: &res, world, splits: &splits, out, quiet };
+    let s = run.train()?;
+    if world.is_root() {
+        print_summary(&s);
+    }
+    Ok(s)
+}
+
+fn prepare_out(out: &std::path::Path, cfg: &RunConfig) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut v = serde_json::to_value(cfg).map_err(|e| Error::Other(e.to_string()))?;
+    v["command"] = serde_json::Value::String(std::env::args().collect::<Vec<_>>().join(" "));
+    scadles::metrics::write_json(&out.join("config.json"), &v)
+}
+
+fn print_summary(s: &scadles::train::Summary) {
+    println!(
+        "{} {} | {} ranks | {} steps ({:.2} epochs) | top1 {:.4} top5 {:.4} loss {:.4} | {:.1} img/s | {} clock {:.1}s{} | max buffer {} samples | out {}",
+        s.policy,
+        s.model,
+        s.ranks,
+        s.steps,
+        s.epochs,
+        s.final_top1,
+        s.final_top5,
+        s.final_loss,
+        s.images_per_s,
+        s.clock,
+        s.clock_s,
+        match s.time_to_target_s {
+            Some(t) => format!(" | target reached at {t:.1}s"),
+            None => String::new(),
+        },
+        s.max_buffer_samples,
+        s.out_dir
+    );
+}
+
+/// The main job: ScaDLES and DDL on the same streams; time-to-target of both and the speedup.
+fn compare(world: &World, args: &TrainArgs) -> Result<()> {
+    let base = args.resolve()?;
+    base.validate(world.size())?;
+    let root = base.out.clone().unwrap_or_else(scadles::metrics::default_run_dir);
+    let mut runs = Vec::new();
+    for policy in [Policy::Scadles, Policy::Ddl] {
+        let cfg = RunConfig { policy, ..base.clone() };
+        let dir = root.join(policy.to_string());
+        if world.is_root() {
+            eprintln!("== {policy} ==");
+        }
+        runs.push(run_one(world, &cfg, Some(dir), policy == Policy::Ddl)?);
+    }
+    if world.is_root() {
+        scadles::train::compare::report(&root, &base, &runs[0], &runs[1])?;
+    }
+    Ok(())
+}
+
+fn models(a: &ModelsArgs) -> Result<()> {
+    println!("{:<10} {:>18} {:>14}", "model", format!("torchvision/{}", a.num_classes), format!("cifar/{}", a.cifar_classes));
+    for name in scadles::models::MODEL_NAMES {
+        let tv = scadles::models::param_count(name, scadles::models::Shape::Torchvision, a.num_classes)?;
+        let cf = scadles::models::param_count(name, scadles::models::Shape::Cifar, a.cifar_classes)?;
+        println!("{name:<10} {tv:>18} {cf:>14}");
+    }
+    Ok(())
+}

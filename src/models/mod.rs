@@ -1,0 +1,122 @@
+//! The paper's networks (ResNet and VGG families, torchvision and CIFAR shapes) and tinycnn.
+use crate::error::Result;
+use crate::nn::{Bwd, Fwd, Layer, ParamStore};
+use crate::tensor::Tensor;
+
+pub mod resnet;
+pub mod tiny;
+pub mod vgg;
+
+/// torchvision's ImageNet shape (7×7 stride-2 stem + max pool; VGG 25088→4096→4096 head), as the
+/// paper ran it on 32×32 CIFAR images, or the CIFAR shape (3×3 stride-1 stem, no max pool; VGG with
+/// a single linear head).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    Torchvision,
+    Cifar,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Shape::Torchvision => "torchvision",
+            Shape::Cifar => "cifar",
+        })
+    }
+}
+
+/// Every model name `build` accepts.
+pub const MODEL_NAMES: &[&str] = &[
+    "tinycnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg13", "vgg16", "vgg19",
+    "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+];
+
+/// A network with its flat parameter store.
+pub struct Model {
+    pub name: String,
+    pub shape: Shape,
+    pub num_classes: usize,
+    pub net: Box<dyn Layer>,
+    pub store: ParamStore,
+    ws: Vec<f32>,
+}
+
+impl Model {
+    /// Forward pass on a NCHW batch; returns logits [n, classes].
+    pub fn forward(&mut self, x: Tensor, train: bool, rng: &mut rand::rngs::StdRng) -> Tensor {
+        let mut f = Fwd { params: &self.store.params, buffers: &mut self.store.buffers, train, ws: &mut self.ws, rng };
+        self.net.forward(&mut f, x)
+    }
+
+    /// Backward pass from d(loss)/d(logits); fills `store.grads`.
+    pub fn backward(&mut self, dlogits: Tensor) {
+        let mut b = Bwd { params: &self.store.params, grads: &mut self.store.grads, ws: &mut self.ws };
+        self.net.backward(&mut b, dlogits);
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.store.num_params()
+    }
+}
+
+/// Builds `name` in `shape` with a `num_classes`-way head, initialised deterministically from `seed`
+/// (every rank builds identical parameters).
+pub fn build(name: &str, shape: Shape, num_classes: usize, seed: u64) -> Result<Model> {
+    build_in(ParamStore::new(seed), name, shape, num_classes)
+}
+
+/// Number of trainable parameters of `name` in `shape` (nothing is allocated).
+pub fn param_count(name: &str, shape: Shape, num_classes: usize) -> Result<usize> {
+    Ok(build_in(ParamStore::counting(), name, shape, num_classes)?.num_params())
+}
+
+fn build_in(mut store: ParamStore, name: &str, shape: Shape, num_classes: usize) -> Result<Model> {
+    if num_classes < 1 {
+        crate::bail!(Config, "--num-classes must be at least 1, got {num_classes}");
+    }
+    let net: Box<dyn Layer> = match name {
+        "tinycnn" => Box::new(tiny::tinycnn(&mut store, num_classes)),
+        n if n.starts_with("resnet") => {
+            let depth: usize = n["resnet".len()..].parse().unwrap_or(0);
+            Box::new(resnet::resnet(&mut store, depth, shape, num_classes).ok_or_else(|| unknown(name))?)
+        }
+        n if n.starts_with("vgg") => {
+            let (base, bn) = match n.strip_suffix("_bn") {
+                Some(b) => (b, true),
+                None => (n, false),
+            };
+            let depth: usize = base["vgg".len()..].parse().unwrap_or(0);
+            Box::new(vgg::vgg(&mut store, depth, bn, shape, num_classes).ok_or_else(|| unknown(name))?)
+        }
+        _ => return Err(unknown(name)),
+    };
+    store.finish();
+    Ok(Model { name: name.to_string(), shape, num_classes, net, store, ws: Vec::new() })
+}
+
+fn unknown(name: &str) -> crate::Error {
+    crate::Error::Config(format!("--model: unknown model '{name}' (expected one of: {})", MODEL_NAMES.join(", ")))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_parameter_counts() {
+        // Table III: torchvision shapes with a 1000-way head, as the paper's code builds them.
+        assert_eq!(param_count("resnet152", Shape::Torchvision, 1000).unwrap(), 60_192_808);
+        assert_eq!(param_count("vgg19_bn", Shape::Torchvision, 1000).unwrap(), 143_678_248);
+        // Other torchvision counts (torchvision's published model sizes).
+        assert_eq!(param_count("resnet18", Shape::Torchvision, 1000).unwrap(), 11_689_512);
+        assert_eq!(param_count("resnet50", Shape::Torchvision, 1000).unwrap(), 25_557_032);
+        assert_eq!(param_count("vgg16", Shape::Torchvision, 1000).unwrap(), 138_357_544);
+        assert_eq!(param_count("vgg11", Shape::Torchvision, 1000).unwrap(), 132_863_336);
+        // CIFAR shape: the 3×3 stem of resnet18 with 10 classes.
+        assert_eq!(param_count("resnet18", Shape::Cifar, 10).unwrap(), 11_173_962);
+        assert!(param_count("resnet19", Shape::Cifar, 10).is_err());
+        assert!(param_count("vgg12_bn", Shape::Cifar, 10).is_err());
+    }
+}

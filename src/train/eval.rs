@@ -1,0 +1,38 @@
+//! Test-set evaluation, split across ranks: rank 0's BatchNorm statistics are broadcast first (as
+//! DDP's buffer broadcast does), each rank scores every N-th test chunk, and the counts are summed.
+use crate::data::{self, Dataset, Normalization};
+use crate::dist::World;
+use crate::error::Result;
+use crate::metrics::EvalRecord;
+use crate::models::Model;
+use crate::tensor::Tensor;
+
+const EVAL_BATCH: usize = 250;
+
+/// Top-1/top-5 accuracy (fractions) and mean loss on the first `limit` test samples (all by default).
+pub fn evaluate(world: &World, model: &mut Model, test: &Dataset, norm: &Normalization, limit: Option<usize>, rng: &mut rand::rngs::StdRng) -> Result<EvalRecord> {
+    world.broadcast_f32(&mut model.store.buffers);
+    let n = limit.map_or(test.len(), |l| l.min(test.len()));
+    let classes = model.num_classes;
+    let (mut c1, mut c5, mut loss_sum, mut count) = (0usize, 0usize, 0f64, 0usize);
+    let mut x_buf = Vec::new();
+    let chunks: Vec<usize> = (0..n).step_by(EVAL_BATCH).collect();
+    for (ci, &start) in chunks.iter().enumerate() {
+        if ci % world.size() != world.rank() {
+            continue;
+        }
+        let idx: Vec<usize> = (start..(start + EVAL_BATCH).min(n)).collect();
+        let labels = data::make_batch(test, &idx, norm, None, &mut x_buf);
+        let b = idx.len();
+        let x = Tensor::from_vec(&[b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE], std::mem::take(&mut x_buf));
+        let logits = model.forward(x, false, rng);
+        let l = logits.as_slice();
+        loss_sum += crate::backend::cpu::softmax_cross_entropy(l, b, classes, &labels, None) as f64 * b as f64;
+        c1 += crate::backend::cpu::topk_correct(l, b, classes, &labels, 1);
+        c5 += crate::backend::cpu::topk_correct(l, b, classes, &labels, 5.min(classes));
+        count += b;
+    }
+    let s = world.allreduce_sum_f64(&[c1 as f64, c5 as f64, loss_sum, count as f64]);
+    let total = s[3].max(1.0);
+    Ok(EvalRecord { step: 0, clock_s: 0.0, top1: s[0] / total, top5: s[1] / total, loss: s[2] / total })
+}

@@ -1,0 +1,391 @@
+//! The step loop: ScaDLES (stream-rate batches, weighted aggregation, linear LR scaling) and the
+//! conventional synchronous baseline, on the virtual or the real clock (README "One step").
+use crate::config::{Policy, Resolved, RunConfig};
+use crate::data::{self, Dataset, Normalization, Splits};
+use crate::dist::World;
+use crate::error::{Error, Result};
+use crate::metrics::{self, EvalRecord, StepRecord};
+use crate::models::{self, Model};
+use crate::optim::{self, MultiStep, Sgd};
+use crate::stream::{ClockKind, LinkModel, Take};
+use crate::tensor::Tensor;
+use rand::SeedableRng;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub mod bench;
+pub mod compare;
+pub mod eval;
+pub mod grads;
+pub mod source;
+
+pub use eval::evaluate;
+pub use grads::Aggregator;
+
+/// The run's summary (summary.json).
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub model: String,
+    pub shape: String,
+    pub params: usize,
+    pub ranks: usize,
+    pub policy: String,
+    pub clock: String,
+    pub rates: Vec<f64>,
+    pub steps: u64,
+    pub epochs: f64,
+    pub samples: u64,
+    pub final_top1: f64,
+    pub final_top5: f64,
+    pub final_loss: f64,
+    /// Samples trained per second of real (wall-clock) time of the training loop.
+    pub images_per_s: f64,
+    pub wall_s: f64,
+    /// Clock seconds at the end (virtual or real, as `clock` says).
+    pub clock_s: f64,
+    pub target_top1: Option<f64>,
+    pub target_top5: Option<f64>,
+    /// Clock seconds when the target accuracy was first reached; null if never.
+    pub time_to_target_s: Option<f64>,
+    pub step_at_target: Option<u64>,
+    pub max_buffer_samples: u64,
+    pub max_buffer_bytes: u64,
+    pub dropped_samples_total: u64,
+    pub injected_bytes_total: u64,
+    pub compression: String,
+    /// FP32 gradient values communicated by all ranks (Table V's count; indices excluded).
+    pub floats_sent_total: u64,
+    /// u32 indices communicated by all ranks on compressed steps.
+    pub indices_sent_total: u64,
+    /// Values plus indices, both 4-byte words.
+    pub words_sent_total: u64,
+    pub cnc_ratio: f64,
+    pub blas: String,
+    pub out_dir: String,
+}
+
+/// Progress bar on rank 0 only; hidden elsewhere and when `quiet`.
+fn progress(world: &World, steps: u64, quiet: bool) -> indicatif::ProgressBar {
+    if world.rank() != 0 || quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(steps);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// How many compute threads this rank should use: `--threads`, or the node's cores shared among
+/// the ranks on this node (MPI launchers export the local rank count).
+pub fn threads_per_rank(cfg_threads: Option<usize>) -> usize {
+    if let Some(t) = cfg_threads {
+        return t;
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let local = ["MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()))
+        .unwrap_or(1)
+        .max(1);
+    (cores / local).max(1)
+}
+
+/// Sets the rayon pool and the GEMM threads once per process.
+pub fn set_threads(n: usize) {
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    crate::backend::cpu::set_num_threads(n);
+}
+
+/// Loads the data on every rank; if any rank fails, every rank returns an error (no hang).
+pub fn load_data(cfg: &RunConfig, world: &World) -> Result<Splits> {
+    let spec = data::SyntheticSpec {
+        num_classes: cfg.num_classes,
+        train_size: cfg.synthetic_train,
+        test_size: cfg.synthetic_test,
+        seed: cfg.seed,
+    };
+    let r = data::load(cfg.dataset, cfg.data_dir.as_deref(), &spec);
+    if world.any(r.is_err()) {
+        return Err(r.err().unwrap_or_else(|| Error::Data("another rank failed to load the data".into())));
+    }
+    let splits = r?;
+    let max_label = splits.train.labels.iter().chain(&splits.test.labels).copied().max().unwrap_or(0) as usize;
+    if max_label >= cfg.num_classes {
+        crate::bail!(Config, "--num-classes {} is too small for the dataset's labels (largest label {max_label})", cfg.num_classes);
+    }
+    Ok(splits)
+}
+
+/// Everything one rank needs for a run.
+pub struct Run<'a> {
+    pub cfg: &'a RunConfig,
+    pub res: &'a Resolved,
+    pub world: &'a World,
+    pub splits: &'a Splits,
+    pub out: PathBuf,
+    pub quiet: bool,
+}
+
+struct Outputs {
+    steps: Vec<StepRecord>,
+    evals: Vec<EvalRecord>,
+}
+
+impl Run<'_> {
+    fn write_outputs(&self, o: &Outputs, summary: Option<&Summary>) -> Result<()> {
+        if !self.world.is_root() {
+            return Ok(());
+        }
+        metrics::write_atomic(&self.out.join("steps.csv"), metrics::steps_csv(&o.steps).as_bytes())?;
+        metrics::write_atomic(&self.out.join("eval.csv"), metrics::eval_csv(&o.evals).as_bytes())?;
+        if let Some(s) = summary {
+            metrics::write_json(&self.out.join("summary.json"), s)?;
+        }
+        Ok(())
+    }
+
+    /// Trains and evaluates; rank 0 writes the run directory. Returns the summary on every rank.
+    pub fn train(&self) -> Result<Summary> {
+        let (cfg, world) = (self.cfg, self.world);
+        let (rank, ranks) = (world.rank(), world.size());
+        let train_set = &self.splits.train;
+        let classes_present = train_set.labels.iter().copied().max().map(|m| m as usize + 1).unwrap_or(1);
+        let parts = data::partition(&train_set.labels, classes_present, ranks, &self.res.partition, cfg.seed)?;
+        let rates = self.res.rates.resolve(ranks, cfg.seed)?;
+        if world.is_root() && !self.quiet {
+            eprintln!("{:>6} {:>9} {:>8}  class histogram", "rank", "rate/s", "samples");
+            for (r, p) in parts.iter().enumerate() {
+                let h = data::class_histogram(&train_set.labels, p, classes_present);
+                let hist: Vec<String> = h.iter().map(|c| c.to_string()).collect();
+                eprintln!("{r:>6} {:>9.1} {:>8}  [{}]", rates[r], p.len(), hist.join(" "));
+            }
+        }
+        // Checked on every rank alike (all ranks hold all partitions), so every rank stops together.
+        if let Some(r) = parts.iter().position(|p| p.is_empty()) {
+            crate::bail!(Config, "rank {r} received no training samples from --partition {}", self.res.partition);
+        }
+        let mut stream = source::RankStream::new(cfg, self.res, &parts[rank], rates[rank], rank)?;
+
+        let mut model = models::build(&cfg.model, cfg.shape, cfg.num_classes, cfg.seed)?;
+        let mut opt = Sgd::new(model.num_params(), cfg.momentum as f32, cfg.weight_decay as f32);
+        let sched = MultiStep { base: cfg.lr, milestones: cfg.milestones.clone(), gamma: cfg.gamma };
+        let base_batch = cfg.base_batch_for(ranks);
+        let mut agg = Aggregator::new(cfg, &model.store)?;
+        let link = match cfg.link_gbps {
+            Some(g) => Some(LinkModel::new(g, cfg.link_latency_ms / 1e3)?),
+            None => None,
+        };
+        let scale = cfg.compute_scale.get(rank).copied().unwrap_or(1.0);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ (rank as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+
+        let pb = progress(world, cfg.steps, self.quiet);
+        pb.set_prefix(format!("{}", cfg.policy));
+        let mut out = Outputs { steps: Vec::new(), evals: Vec::new() };
+        let mut clock = 0.0f64;
+        let wall = Instant::now();
+        let mut consumed: u64 = 0;
+        let mut samples_total: u64 = 0;
+        let (mut max_buf, mut injected_total, mut dropped_total) = (0u64, 0u64, 0u64);
+        let mut time_to_target = None;
+        let mut step_at_target = None;
+        let mut last_eval = EvalRecord::default();
+        let mut x_buf: Vec<f32> = Vec::new();
+        let bytes_per_sample = data::IMAGE_BYTES as u64;
+
+        for step in 1..=cfg.steps {
+            let epoch = consumed / train_set.len() as u64;
+            let lr_sched = sched.lr(epoch);
+            // 1. Stream: this rank's batch and how long it waited for it.
+            let now = if cfg.clock == ClockKind::Real { wall.elapsed().as_secs_f64() } else { clock };
+            let take: Take = match cfg.policy {
+                Policy::Scadles => stream.take_window(now, cfg.window, cfg.b_min, cfg.b_max),
+                Policy::Ddl => stream.take_fixed(now, cfg.batch),
+            };
+            dropped_total += take.dropped as u64;
+            // 2. Inject: a real exchange of samples between ranks.
+            let mut injected = crate::dist::inject::Received::default();
+            if let Some((alpha, beta)) = self.res.inject {
+                let pre = world.allgather_u64(take.samples.len() as u64);
+                let pre: Vec<usize> = pre.into_iter().map(|v| v as usize).collect();
+                injected = crate::dist::inject::exchange(world, train_set, &take.samples, &pre, alpha, beta, cfg.seed, step);
+            }
+            // 4. Compute: forward, loss (mean over the local batch), backward into the flat buffer.
+            let t0 = Instant::now();
+            let (b_local, loss_local) = local_gradient(&mut model, train_set, &self.splits.norm, &take.samples, &injected, cfg.augment, &mut rng, &mut x_buf);
+            let compute_s = t0.elapsed().as_secs_f64() * scale;
+            // 3. Agree on Σb (and the global loss, and divergence) in one collective.
+            let nonfinite = if loss_local.is_finite() { 0.0 } else { 1.0 };
+            let agreed = world.allreduce_sum_f64(&[b_local as f64, b_local as f64 * loss_local.max(0.0), nonfinite]);
+            let (global_b, loss_sum) = (agreed[0] as u64, agreed[1]);
+            if agreed[2] > 0.0 {
+                self.write_outputs(&out, None)?;
+                crate::bail!(Diverged, "the loss is not finite at step {step} (lr {lr_sched}); outputs so far are in {}", self.out.display());
+            }
+            // 5–6. Weight (Eq. 4a), compress or not, aggregate (Eq. 4b).
+            let weight = match cfg.policy {
+                Policy::Scadles => if global_b > 0 { b_local as f64 / global_b as f64 } else { 0.0 },
+                Policy::Ddl => 1.0 / ranks as f64,
+            };
+            let t1 = Instant::now();
+            let sent = agg.aggregate(world, &mut model.store.grads, weight as f32, step, epoch)?;
+            let comm_measured = t1.elapsed().as_secs_f64();
+            // 7. Apply with the step's learning rate (Eq. 4c and the linear scaling rule).
+            let lr_step = match cfg.policy {
+                Policy::Scadles => optim::scaled_lr(lr_sched, global_b as usize, base_batch),
+                Policy::Ddl => lr_sched,
+            };
+            if global_b > 0 {
+                opt.step(&mut model.store.params, &model.store.grads, lr_step as f32);
+            }
+            // 8. Record: per-rank figures gathered once.
+            let inj_bytes = injected.bytes_sent;
+            let stats = world.allgather_f64s(&[take.wait_s, compute_s, comm_measured, take.queued as f64, b_local as f64, inj_bytes as f64]);
+            let col = |j: usize| stats.chunks(6).map(move |r| r[j]);
+            let waits: Vec<f64> = col(0).collect();
+            let computes: Vec<f64> = col(1).collect();
+            let comm = match link {
+                Some(l) => agg.modelled_comm_s(&l, &sent, ranks) + inject_comm_s(&l, inj_bytes_all(&stats)),
+                None => col(2).fold(0.0, f64::max),
+            };
+            let step_time = crate::stream::virtual_step_time(&waits, &computes, comm);
+            clock = match cfg.clock {
+                ClockKind::Virtual => clock + step_time,
+                ClockKind::Real => wall.elapsed().as_secs_f64(),
+            };
+            let buf_max = col(3).fold(0.0, f64::max) as u64;
+            let inj_step: u64 = col(5).sum::<f64>() as u64;
+            max_buf = max_buf.max(buf_max);
+            injected_total += inj_step;
+            consumed += global_b;
+            samples_total += global_b;
+            let bs: Vec<f64> = col(4).collect();
+            out.steps.push(StepRecord {
+                step,
+                epoch,
+                loss: if global_b > 0 { loss_sum / global_b as f64 } else { f64::NAN },
+                lr: lr_sched,
+                lr_step,
+                global_batch: global_b,
+                b_min: bs.iter().cloned().fold(f64::INFINITY, f64::min) as u64,
+                b_max: bs.iter().cloned().fold(0.0, f64::max) as u64,
+                compute_s: computes.iter().cloned().fold(0.0, f64::max),
+                comm_s: comm,
+                clock_s: clock,
+                wait_max_s: waits.iter().cloned().fold(0.0, f64::max),
+                wait_mean_s: waits.iter().sum::<f64>() / ranks as f64,
+                buffer_max: buf_max,
+                buffer_sum: col(3).sum::<f64>() as u64,
+                injected_bytes: inj_step,
+                compressed: sent.compressed,
+                values_sent: sent.values_total,
+                indices_sent: sent.indices_total,
+            });
+            pb.inc(1);
+            if step % cfg.eval_every == 0 || step == cfg.steps {
+                last_eval = evaluate(world, &mut model, &self.splits.test, &self.splits.norm, cfg.eval_samples, &mut rng)?;
+                last_eval.step = step;
+                last_eval.clock_s = clock;
+                out.evals.push(last_eval.clone());
+                pb.set_message(format!("loss {:.3} top1 {:.3} top5 {:.3} clock {:.1}s", last_eval.loss, last_eval.top1, last_eval.top5, clock));
+                self.write_outputs(&out, None)?;
+                let hit1 = cfg.target_top1.is_some_and(|t| last_eval.top1 >= t);
+                let hit5 = cfg.target_top5.is_some_and(|t| last_eval.top5 >= t);
+                if (cfg.target_top1.is_some() || cfg.target_top5.is_some())
+                    && (cfg.target_top1.is_none() || hit1)
+                    && (cfg.target_top5.is_none() || hit5)
+                {
+                    time_to_target = Some(clock);
+                    step_at_target = Some(step);
+                    break;
+                }
+            }
+        }
+        pb.finish_and_clear();
+        let wall_s = wall.elapsed().as_secs_f64();
+        let acc = agg.account();
+        let dropped_all = world.allreduce_sum_u64(&[dropped_total])[0];
+        let summary = Summary {
+            model: cfg.model.clone(),
+            shape: cfg.shape.to_string(),
+            params: model.num_params(),
+            ranks,
+            policy: cfg.policy.to_string(),
+            clock: format!("{:?}", cfg.clock).to_lowercase(),
+            rates,
+            steps: out.steps.len() as u64,
+            epochs: consumed as f64 / train_set.len() as f64,
+            samples: samples_total,
+            final_top1: last_eval.top1,
+            final_top5: last_eval.top5,
+            final_loss: last_eval.loss,
+            images_per_s: samples_total as f64 / wall_s.max(1e-9),
+            wall_s,
+            clock_s: clock,
+            target_top1: cfg.target_top1,
+            target_top5: cfg.target_top5,
+            time_to_target_s: time_to_target,
+            step_at_target,
+            max_buffer_samples: max_buf,
+            max_buffer_bytes: max_buf * bytes_per_sample,
+            dropped_samples_total: dropped_all,
+            injected_bytes_total: injected_total,
+            compression: format!("{:?}", cfg.compression).to_lowercase(),
+            floats_sent_total: acc.0,
+            indices_sent_total: acc.1,
+            words_sent_total: acc.0 + acc.1,
+            cnc_ratio: acc.2,
+            blas: crate::backend::cpu::blas_name().to_string(),
+            out_dir: self.out.display().to_string(),
+        };
+        self.write_outputs(&out, Some(&summary))?;
+        Ok(summary)
+    }
+}
+
+fn inj_bytes_all(stats: &[f64]) -> Vec<f64> {
+    stats.chunks(6).map(|r| r[5]).collect()
+}
+
+/// Injection traffic on the link model: senders transmit in parallel, the largest message dominates.
+fn inject_comm_s(l: &LinkModel, per_rank_bytes: Vec<f64>) -> f64 {
+    let max = per_rank_bytes.into_iter().fold(0.0, f64::max);
+    if max > 0.0 { l.p2p_s(max) } else { 0.0 }
+}
+
+/// Forward and backward of the local batch (stream samples plus injected ones). Returns the batch
+/// size and the mean loss; with an empty batch the gradient is zero and the loss 0.
+#[allow(clippy::too_many_arguments)]
+pub fn local_gradient(
+    model: &mut Model,
+    train: &Dataset,
+    norm: &Normalization,
+    samples: &[usize],
+    injected: &crate::dist::inject::Received,
+    augment: bool,
+    rng: &mut rand::rngs::StdRng,
+    x_buf: &mut Vec<f32>,
+) -> (usize, f64) {
+    let b = samples.len() + injected.labels.len();
+    if b == 0 {
+        model.store.grads.iter_mut().for_each(|g| *g = 0.0);
+        return (0, 0.0);
+    }
+    let mut labels = data::make_batch(train, samples, norm, if augment { Some(&mut *rng) } else { None }, x_buf);
+    if !injected.labels.is_empty() {
+        let foreign = Dataset { images: injected.images.clone(), labels: injected.labels.clone(), num_classes: train.num_classes };
+        let idx: Vec<usize> = (0..foreign.len()).collect();
+        let mut extra = Vec::new();
+        labels.extend(data::make_batch(&foreign, &idx, norm, if augment { Some(&mut *rng) } else { None }, &mut extra));
+        x_buf.extend_from_slice(&extra);
+    }
+    let x = Tensor::from_vec(&[b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE], std::mem::take(x_buf));
+    let logits = model.forward(x, true, rng);
+    let classes = model.num_classes;
+    let mut dlogits = Tensor::zeros(&[b, classes]);
+    let loss = crate::backend::cpu::softmax_cross_entropy(logits.as_slice(), b, classes, &labels, Some(dlogits.as_mut_slice()));
+    model.backward(dlogits);
+    (b, loss as f64)
+}
