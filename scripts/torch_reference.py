@@ -58,6 +58,8 @@ def conv2d_cases():
         ("1x1_s2_p0_nobias", 2, 4, 6, 6, 5, 1, 2, 0, False),
         ("3x3_s2_p1_odd_7x5_bias", 2, 3, 7, 5, 4, 3, 2, 1, True),
         ("3x3_s1_p0_valid_bias", 1, 2, 5, 6, 3, 3, 1, 0, True),
+        # Large enough for the multi-threaded im2col/GEMM paths (K = 72, 1024 output pixels).
+        ("3x3_s1_p1_bias_medium_4x8x16x16", 4, 8, 16, 16, 16, 3, 1, 1, True),
     ]
     cases = []
     for name, n, c_in, h, w, c_out, k, stride, pad, bias in specs:

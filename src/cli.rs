@@ -25,13 +25,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Model: tinycnn, resnet18|34|50|101|152, vgg11|13|16|19[_bn]  [default: tinycnn]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub model: Option<String>,
     /// torchvision (ImageNet stem/head, as the paper) or cifar (3×3 stem)  [default: cifar]
     #[arg(long, value_enum)]
     pub shape: Option<Shape>,
     /// Size of the classifier head  [default: 10]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub num_classes: Option<usize>,
     /// Training data  [default: synthetic]
     #[arg(long, value_enum)]
@@ -40,116 +40,116 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Synthetic training-set size  [default: 20000]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub synthetic_train: Option<usize>,
     /// Synthetic test-set size  [default: 2000]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub synthetic_test: Option<usize>,
     /// Random crop + flip augmentation: on|off  [default: on]
     #[arg(long, value_parser = parse_on_off)]
     pub augment: Option<bool>,
     /// iid | label-shard | dirichlet:ALPHA  [default: iid]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub partition: Option<String>,
     /// Per-rank batch of the ddl policy  [default: 64]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch: Option<usize>,
     /// Base learning rate η  [default: 0.1]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// SGD momentum  [default: 0.9]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// SGD weight decay  [default: 0.0001]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Epochs at which the lr is multiplied by gamma, comma-separated  [default: 75,150,225]
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub milestones: Option<Vec<u64>>,
     /// Multi-step lr factor  [default: 0.2]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f64>,
     /// Base global batch B of the linear scaling rule  [default: 64 × ranks]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub base_batch: Option<usize>,
     /// Step limit  [default: 300]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub steps: Option<u64>,
     /// Evaluate every K steps  [default: 50]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
     /// Evaluate on the first N test samples only  [default: all]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eval_samples: Option<usize>,
     /// Seed of everything random  [default: 1234]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Run directory  [default: results/runs/<UTC timestamp>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Compute threads per rank  [default: cores / ranks on the node]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// auto | cpu | cuda  [default: auto]
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
     /// Stop once test top-1 reaches this fraction
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub target_top1: Option<f64>,
     /// Stop once test top-5 reaches this fraction
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub target_top5: Option<f64>,
     /// scadles (stream-rate batches, weighted aggregation) or ddl (fixed batch, plain average)  [default: scadles]
     #[arg(long, value_enum)]
     pub policy: Option<Policy>,
     /// Stream rates: S1|S2|S1p|S2p, code-uniform-s1|code-uniform-s2|code-normal-s1|code-vgg25, a list 50,38,12,
     /// uniform:LO:HI, normal:MEAN:STD, exp:MEAN  [default: S1p]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub rates: Option<String>,
     /// Arrival process  [default: constant]
     #[arg(long, value_enum)]
     pub arrival: Option<Arrival>,
     /// Rate drift: none | sine:PERIOD_S:AMPLITUDE | walk:SIGMA:INTERVAL_S  [default: none]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub drift: Option<String>,
     /// virtual (simulated waits, measured compute) or real (producers in real time)  [default: virtual]
     #[arg(long, value_enum)]
     pub clock: Option<ClockKind>,
     /// Per-rank compute-time factors for the virtual clock, comma-separated  [default: all 1]
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub compute_scale: Option<Vec<f64>>,
     /// Link bandwidth of the communication model (virtual clock), Gbit/s  [default: measured comm]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub link_gbps: Option<f64>,
     /// Per-message latency of the link model, ms  [default: 0]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub link_latency_ms: Option<f64>,
     /// Stream buffer policy  [default: persistence]
     #[arg(long, value_enum)]
     pub buffer: Option<BufferPolicy>,
     /// Buffer capacity in samples; the oldest samples are dropped beyond it  [default: unbounded]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub buffer_cap: Option<usize>,
     /// ScaDLES window in seconds: the batch is what arrived in it  [default: 1]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub window: Option<f64>,
     /// Smallest ScaDLES batch  [default: 8]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub b_min: Option<usize>,
     /// Largest ScaDLES batch  [default: 1024]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub b_max: Option<usize>,
     /// Data injection ALPHA,BETA: ⌈α·N⌉ ranks each send ⌊β·b_i⌋ samples per step
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub inject: Option<String>,
     /// none | topk (static) | adaptive  [default: none]
     #[arg(long, value_enum)]
     pub compression: Option<Compression>,
     /// Fraction of elements kept by top-k, in (0, 1]  [default: 0.1]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cr: Option<f64>,
     /// Adaptive threshold δ  [default: 0.3]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub delta: Option<f64>,
     /// Error feedback: on|off  [default: on]
     #[arg(long, value_parser = parse_on_off)]
@@ -158,13 +158,13 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub topk_scope: Option<TopkScope>,
     /// Dense steps before any compression  [default: 10]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub warmup_steps: Option<u64>,
     /// Adaptive criterion: paper (squared norms, EWMA) or code (sum of layer norms, epoch mean)  [default: paper]
     #[arg(long, value_enum)]
     pub criterion: Option<Criterion>,
     /// EWMA factor of the paper criterion  [default: 0.9]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub ewma: Option<f64>,
     /// Sparse exchange: allgather (exact pairs) or ar-topk (root's indices, one allreduce)  [default: allgather]
     #[arg(long, value_enum)]

@@ -5,7 +5,7 @@
 //! NVRTC comes from `SCADLES_NVRTC_DIR`, else this repository's `.venv-cuda` (made by
 //! `scripts/install_nvrtc.sh`), else a CUDA install. Without it the test fails, unless
 //! `SCADLES_ALLOW_NO_NVRTC=1`, which turns the failure into a visible SKIPPED line.
-use scadles::backend::cuda::kernels::{compile, ensure_nvrtc, find_nvrtc_dir, preload_nvrtc, Family};
+use scadles::backend::cuda::kernels::{compile, compile_source, ensure_nvrtc, find_nvrtc_dir, preload_nvrtc, Family};
 
 /// Loads the pinned NVRTC, or returns None when the test is allowed to skip.
 fn nvrtc_or_skip() -> Option<()> {
@@ -95,14 +95,17 @@ fn sm75_build_has_no_tensor_core_kernels() {
     }
 }
 
-/// A broken kernel must come back as an error carrying NVRTC's message, not a panic.
+/// The checks above can fail: a warning reaches the log and an error comes back as `Err` with
+/// NVRTC's message, not as a panic.
 #[test]
-fn the_log_reaches_the_error() {
+fn warnings_and_errors_are_reported() {
     if nvrtc_or_skip().is_none() {
         return;
     }
-    // The kernel sources are fixed at build time, so the error path is exercised through an
-    // unknown architecture instead.
-    let e = compile(Family::Activation, "sm_1").unwrap_err().to_string();
-    assert!(e.contains("activation.cu") && e.contains("sm_1"), "{e}");
+    let warn = "extern \"C\" __global__ void k(float* y) { int unused = 3; y[0] = 1.0f; }";
+    let out = compile_source("warn.cu", warn, "sm_90").unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.log.contains("warning") && out.log.contains("unused"), "log: {:?}", out.log);
+    let bad = "extern \"C\" __global__ void k(float* y) { y[0] = undefined_name; }";
+    let e = compile_source("bad.cu", bad, "sm_90").unwrap_err().to_string();
+    assert!(e.contains("bad.cu") && e.contains("undefined_name"), "{e}");
 }

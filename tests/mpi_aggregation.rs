@@ -155,3 +155,52 @@ fn weighted_aggregation_equals_union_gradient_with_three_and_four_ranks() {
     launch(3, "child_weighted_aggregation", &[("SCADLES_TEST_BATCHES", "17,0,40")]);
     launch(4, "child_weighted_aggregation", &[("SCADLES_TEST_BATCHES", "8,33,0,64")]);
 }
+
+/// Child: data injection with known per-rank batches moves exactly the planned samples and bytes
+/// to the planned ranks, and the received samples are the sender's images with their labels.
+#[test]
+fn child_injection_exchange() {
+    if std::env::var(CHILD).is_err() {
+        return;
+    }
+    use scadles::dist::inject::{exchange, plan, SAMPLE_WIRE_BYTES};
+    let world = World::init();
+    let (rank, n) = (world.rank(), world.size());
+    let splits = synthetic(400);
+    let batches: Vec<usize> = (0..n).map(|r| 10 + 7 * r).collect();
+    let offsets: Vec<usize> = batches.iter().scan(0, |s, &x| { let o = *s; *s += x; Some(o) }).collect();
+    for step in 1..=6u64 {
+        let mine: Vec<usize> = (offsets[rank]..offsets[rank] + batches[rank]).collect();
+        let got = exchange(&world, &splits.train, &mine, &batches, 0.5, 0.5, 42, step);
+        let p = plan(&batches, 0.5, 0.5, 42, step);
+        let want_in: usize = p.iter().filter(|t| t.to == rank).map(|t| t.count).sum();
+        let want_out: usize = p.iter().filter(|t| t.from == rank).map(|t| t.count).sum();
+        assert_eq!(got.labels.len(), want_in, "rank {rank} step {step}: received samples");
+        assert_eq!(got.images.len(), want_in * scadles::data::IMAGE_BYTES);
+        assert_eq!(got.bytes_received as usize, want_in * SAMPLE_WIRE_BYTES);
+        assert_eq!(got.bytes_sent as usize, want_out * SAMPLE_WIRE_BYTES, "rank {rank} step {step}: bytes sent");
+        // Each received sample is a real training sample of the sender's batch.
+        let senders: Vec<usize> = p.iter().filter(|t| t.to == rank).map(|t| t.from).collect();
+        for (j, lab) in got.labels.iter().enumerate() {
+            let img = &got.images[j * scadles::data::IMAGE_BYTES..(j + 1) * scadles::data::IMAGE_BYTES];
+            let found = senders.iter().any(|&s| {
+                (offsets[s]..offsets[s] + batches[s]).any(|i| splits.train.labels[i] == *lab && splits.train.image(i) == img)
+            });
+            assert!(found, "rank {rank}: received sample {j} is not from a planned sender's batch");
+        }
+        let total_bytes = world.allreduce_sum_u64(&[got.bytes_sent])[0] as usize;
+        let planned: usize = p.iter().map(|t| t.count).sum();
+        assert_eq!(total_bytes, planned * SAMPLE_WIRE_BYTES);
+    }
+    println!("CHILD-OK rank {rank}");
+    World::finalize();
+}
+
+#[test]
+fn injection_moves_exactly_the_planned_samples() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    launch(3, "child_injection_exchange", &[]);
+    launch(4, "child_injection_exchange", &[]);
+}

@@ -97,3 +97,92 @@ fn a_nan_loss_stops_every_rank_and_keeps_the_outputs() {
     let steps = std::fs::read_to_string(out.join("steps.csv")).expect("steps written before the failure are kept");
     assert!(steps.lines().count() >= 2, "{steps}");
 }
+
+/// steps.csv columns by name.
+fn steps_table(dir: &std::path::Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let s = std::fs::read_to_string(dir.join("steps.csv")).unwrap();
+    let mut lines = s.lines();
+    let head: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    (head, lines.map(|l| l.split(',').map(String::from).collect()).collect())
+}
+
+fn col(head: &[String], name: &str) -> usize {
+    head.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+}
+
+#[test]
+fn scadles_reaches_the_target_in_less_virtual_time_than_ddl() {
+    let out = tmpdir("compare");
+    let mut c = mpirun(4);
+    c.arg(bin()).arg("compare").args([
+        "--model", "tinycnn", "--rates", "24,40,64,100", "--batch", "64", "--lr", "0.05", "--milestones", "1000",
+        "--synthetic-train", "8000", "--synthetic-test", "600", "--eval-every", "10", "--steps", "300",
+        "--target-top1", "0.45", "--out", out.to_str().unwrap(),
+    ]);
+    let o = run_with_limit(c, Duration::from_secs(600));
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
+    let cmp = read_json(&out.join("comparison.json"));
+    let ts = cmp["scadles_time_to_target_s"].as_f64().expect("ScaDLES reached the target");
+    let td = cmp["ddl_time_to_target_s"].as_f64().expect("DDL reached the target");
+    assert!(ts < td, "ScaDLES {ts} s should beat DDL {td} s on the virtual clock");
+    assert!((cmp["speedup"].as_f64().unwrap() - td / ts).abs() < 1e-9);
+    assert!(so.contains("speedup of ScaDLES over DDL"), "{so}");
+    let png = std::fs::read(out.join("accuracy_vs_time.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // Both runs' files, and the summary's streaming fields.
+    for run in ["scadles", "ddl"] {
+        let s = read_json(&out.join(run).join("summary.json"));
+        assert_eq!(s["policy"], run);
+        assert_eq!(s["clock"], "virtual");
+        assert_eq!(s["rates"].as_array().unwrap().len(), 4);
+        assert!(s["time_to_target_s"].as_f64().is_some());
+        assert!(s["max_buffer_bytes"].as_u64().unwrap() == s["max_buffer_samples"].as_u64().unwrap() * 3072);
+    }
+    // ScaDLES: b_i follows the rates (the slowest rank's batch is smaller than the fastest's), the
+    // applied lr is η·Σb/B with B = 64·4, and epochs count Σb globally over the 8000 samples.
+    let (h, rows) = steps_table(&out.join("scadles"));
+    let (gb, lr, lrs, ep, bmin, bmax) = (col(&h, "global_batch"), col(&h, "lr"), col(&h, "lr_step"), col(&h, "epoch"), col(&h, "b_min"), col(&h, "b_max"));
+    let mut consumed = 0u64;
+    for r in &rows {
+        let g: u64 = r[gb].parse().unwrap();
+        assert_eq!(r[ep].parse::<u64>().unwrap(), consumed / 8000, "epoch counts consumed samples globally");
+        consumed += g;
+        let want = r[lr].parse::<f64>().unwrap() * g as f64 / 256.0;
+        assert!((r[lrs].parse::<f64>().unwrap() - want).abs() <= 1e-6 * want.max(1e-12), "lr_step {} vs {want}", r[lrs]);
+    }
+    let last = rows.last().unwrap();
+    assert!(last[bmin].parse::<u64>().unwrap() < last[bmax].parse::<u64>().unwrap(), "stream-sized batches differ");
+    // DDL: every rank trains on exactly 64, so Σb = 256 each step, at the scheduled lr.
+    let (h, rows) = steps_table(&out.join("ddl"));
+    assert!(rows.iter().all(|r| r[col(&h, "global_batch")] == "256"));
+}
+
+#[test]
+fn adaptive_compression_learns_with_fewer_floats_than_dense() {
+    let out = tmpdir("adaptive");
+    let o = train(3, &[
+        "--model", "tinycnn", "--rates", "60,60,60", "--policy", "ddl", "--batch", "32", "--steps", "150", "--lr", "0.05",
+        "--milestones", "1000", "--eval-every", "50", "--synthetic-train", "6000", "--synthetic-test", "600",
+        "--compression", "adaptive", "--cr", "0.1", "--delta", "0.5", "--warmup-steps", "10", "--out", out.to_str().unwrap(),
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
+    let s = read_json(&out.join("summary.json"));
+    let params = s["params"].as_u64().unwrap();
+    let dense_floats = 150 * 3 * params;
+    let floats = s["floats_sent_total"].as_u64().unwrap();
+    let cnc = s["cnc_ratio"].as_f64().unwrap();
+    assert!(s["final_top1"].as_f64().unwrap() > 0.3, "still learns: {}", s["final_top1"]);
+    assert!(cnc > 0.5 && cnc < 1.0, "warm-up is dense, most later steps compress: cnc {cnc}");
+    assert!(floats < dense_floats / 2, "floats sent {floats} vs dense {dense_floats}");
+    // The totals equal the per-step columns, and compressed steps send k values per rank.
+    let (h, rows) = steps_table(&out);
+    let (vs, cp) = (col(&h, "values_sent"), col(&h, "compressed"));
+    let sum: u64 = rows.iter().map(|r| r[vs].parse::<u64>().unwrap()).sum();
+    assert_eq!(sum, floats);
+    let n_comp = rows.iter().filter(|r| r[cp] == "1").count();
+    assert!((cnc - n_comp as f64 / rows.len() as f64).abs() < 1e-12);
+    assert!(rows[..10].iter().all(|r| r[cp] == "0" && r[vs].parse::<u64>().unwrap() == 3 * params));
+    assert_eq!(s["indices_sent_total"].as_u64().unwrap() + floats, s["words_sent_total"].as_u64().unwrap());
+}

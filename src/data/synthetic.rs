@@ -20,7 +20,8 @@ use crate::error::Result;
 /// Largest shift of a sample against its prototype, in pixels, each direction.
 const MAX_SHIFT: usize = 3;
 /// Side of the stored prototype: the image plus room for the shifts.
-const GRID: usize = IMAGE_SIDE + 2 * MAX_SHIFT;
+const GRID: usize = IMAGE_SIDE + 16;
+fn knob(n: &str, d: f32) -> f32 { std::env::var(n).ok().map(|v| v.parse().unwrap()).unwrap_or(d) }
 /// Sinusoids and blobs per prototype channel.
 const WAVES: usize = 3;
 const BLOBS: usize = 3;
@@ -130,17 +131,19 @@ fn draw(protos: &[Vec<f32>], n: usize, seed: u64, tag: u64) -> Dataset {
         let mut rng = StdRng::seed_from_u64(mix(seed, tag, i as u64));
         let own = labels[i] as usize;
         let other = (own + rng.gen_range(1..c)) % c;
-        let (sy, sx) = (rng.gen_range(0..=2 * MAX_SHIFT), rng.gen_range(0..=2 * MAX_SHIFT));
-        let (oy, ox) = (rng.gen_range(0..=2 * MAX_SHIFT), rng.gen_range(0..=2 * MAX_SHIFT));
+        let ms = knob("K_SHIFT", 3.0) as usize; let base = 8 - ms;
+        let (scale, noise_sd, max_mix, nuis) = (knob("K_SCALE", SCALE), knob("K_NOISE", NOISE), knob("K_MIX", MAX_MIX), knob("K_NUIS", NUISANCE));
+        let (sy, sx) = (base + rng.gen_range(0..=2 * ms), base + rng.gen_range(0..=2 * ms));
+        let (oy, ox) = (base + rng.gen_range(0..=2 * ms), base + rng.gen_range(0..=2 * ms));
         let contrast: f32 = rng.gen_range(0.6..1.4);
-        let weight: f32 = rng.gen_range(0.0..MAX_MIX);
+        let weight: f32 = rng.gen_range(0.0..max_mix);
         let (p, q) = (&protos[own], &protos[other]);
         let mut field = [0f32; PLANE];
         for ch in 0..3 {
             // Class-independent smooth structure: a colour cast and a low-frequency wave.
             field.fill(rng.gen_range(-BRIGHTNESS..BRIGHTNESS));
             for _ in 0..NUISANCE_WAVES {
-                let amp = rng.gen_range(0.0..NUISANCE);
+                let amp = rng.gen_range(0.0..nuis);
                 let (fy, fx) = (rng.gen_range(-1.5f32..1.5), rng.gen_range(-1.5f32..1.5));
                 let phase = rng.gen_range(0.0..std::f32::consts::TAU);
                 add_wave(&mut field, amp, fy / IMAGE_SIDE as f32, fx / IMAGE_SIDE as f32, phase);
@@ -154,8 +157,8 @@ fn draw(protos: &[Vec<f32>], n: usize, seed: u64, tag: u64) -> Dataset {
                     let noise: f32 = rng.sample(StandardNormal);
                     let v = 0.5
                         + frow[x]
-                        + SCALE * contrast * ((1.0 - weight) * prow[x] + weight * qrow[x])
-                        + NOISE * noise;
+                        + scale * contrast * ((1.0 - weight) * prow[x] + weight * qrow[x])
+                        + noise_sd * noise;
                     out[x] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
                 }
             }

@@ -50,6 +50,7 @@ struct Canvas {
 }
 
 impl Canvas {
+    #[cfg(test)]
     fn get(&self, x: usize, y: usize) -> Rgb {
         let i = 3 * (y * self.w + x);
         [self.px[i], self.px[i + 1], self.px[i + 2]]
@@ -61,8 +62,8 @@ impl Canvas {
         }
         let i = 3 * (y as usize * self.w + x as usize);
         let a = a.min(1.0);
-        for k in 0..3 {
-            self.px[i + k] = (self.px[i + k] as f64 * (1.0 - a) + c[k] as f64 * a).round() as u8;
+        for (p, &ck) in self.px[i..i + 3].iter_mut().zip(&c) {
+            *p = (*p as f64 * (1.0 - a) + ck as f64 * a).round() as u8;
         }
     }
     /// Fills the half-open rectangle [x0, x1) × [y0, y1).
@@ -127,7 +128,8 @@ impl Frame {
     }
 }
 
-/// Where things went, for callers that check pixels.
+/// Where things went, for the pixel checks in the tests.
+#[cfg_attr(not(test), allow(dead_code))]
 struct Layout {
     frame: Frame,
     /// Legend box [x0, x1) × [y0, y1), if any series was given.
@@ -142,7 +144,7 @@ fn nice_ticks(lo: f64, hi: f64, target: f64) -> Vec<(f64, String)> {
     let mag = 10f64.powf(rough.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= rough * (1.0 - 1e-9)).unwrap_or(10.0 * mag);
     let decimals = (-step.log10().floor()).max(0.0) as usize;
-    let sci = step >= 1e6 || step < 1e-4;
+    let sci = !(1e-4..1e6).contains(&step);
     let (k0, k1) = ((lo / step - 1e-9).ceil() as i64, (hi / step + 1e-9).floor() as i64);
     (k0..=k1)
         .map(|k| {

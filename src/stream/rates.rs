@@ -319,8 +319,9 @@ impl fmt::Display for RateSpec {
 ///   the source's seed (so ranks with different seeds are out of phase). Requires P > 0, 0 ≤ a < 1.
 /// - `Walk`: the rate is piecewise constant on intervals [jI, (j+1)I); at each boundary it is
 ///   multiplied by exp(N(0, σ²)) (seeded), and the multiplier is kept within [1/10, 10] of S0.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Drift {
+    #[default]
     None,
     Sine { period_s: f64, amplitude: f64 },
     Walk { sigma: f64, interval_s: f64 },
@@ -349,12 +350,6 @@ impl Drift {
                 Ok(())
             }
         }
-    }
-}
-
-impl Default for Drift {
-    fn default() -> Self {
-        Drift::None
     }
 }
 
@@ -601,7 +596,7 @@ mod tests {
         }
         // The S1 clip is real: the unclipped uniform would go below zero.
         let r = RateSpec::Table(TableSet::S1).resolve(n, 42).unwrap();
-        assert!(r.iter().any(|&x| x == 1.0));
+        assert!(r.contains(&1.0));
         let (lo, hi) = (r.iter().cloned().fold(f64::INFINITY, f64::min), r.iter().cloned().fold(0.0, f64::max));
         assert!(lo >= 1.0 && hi <= 38.0 + 24.0 * sqrt3 && hi > 79.0, "{lo} {hi}");
     }

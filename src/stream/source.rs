@@ -28,7 +28,7 @@ enum DriftPath {
     None,
     Sine { period: f64, amp: f64, phase: f64 },
     /// `levels[j]` is the multiplier on [j·interval, (j+1)·interval); `rng` continues the path.
-    Walk { sigma: f64, interval: f64, levels: Vec<f64>, rng: StdRng },
+    Walk { sigma: f64, interval: f64, levels: Vec<f64>, rng: Box<StdRng> },
 }
 
 impl DriftPath {
@@ -61,7 +61,7 @@ impl DriftPath {
                 }
                 // Beyond the cached path: continue it on a copy of the generator, which yields the
                 // same values the source will draw when it gets there.
-                let mut rng = rng.clone();
+                let mut rng = StdRng::clone(rng);
                 let mut level = *levels.last().unwrap_or(&1.0);
                 for _ in levels.len()..=j {
                     level = Self::next_level(level, *sigma, &mut rng);
@@ -120,7 +120,7 @@ impl SimulatedSource {
                 sigma,
                 interval: interval_s,
                 levels: vec![1.0],
-                rng: StdRng::seed_from_u64(drift_seed),
+                rng: Box::new(StdRng::seed_from_u64(drift_seed)),
             },
         };
         let mut src = SimulatedSource {
@@ -191,7 +191,6 @@ impl SimulatedSource {
                 t
             }
             DriftPath::Walk { interval, .. } => {
-                let interval = interval;
                 // Piecewise-constant rate: walk interval by interval from the cursor.
                 loop {
                     let j = self.walk_interval;

@@ -503,3 +503,72 @@ mod tests {
         assert_eq!(valid_range(3, 5, 2, 0, 3), (2, 3));
     }
 }
+
+#[cfg(test)]
+mod timing_tmp {
+    use super::*;
+    use std::time::Instant;
+
+    fn run(s: Conv2dShape, limit: usize) -> (f64, f64) {
+        let x = vec![0.5f32; s.in_len()];
+        let w = vec![0.01f32; s.weight_len()];
+        let mut y = vec![0.0; s.out_len()];
+        let mut ws = Vec::new();
+        let mut dx = vec![0.0; s.in_len()];
+        let mut dw = vec![0.0; s.weight_len()];
+        conv2d_forward_chunked(&s, &x, &w, None, &mut y, &mut ws, limit);
+        let reps = 3;
+        let t = Instant::now();
+        for _ in 0..reps {
+            conv2d_forward_chunked(&s, &x, &w, None, &mut y, &mut ws, limit);
+        }
+        let tf = t.elapsed().as_secs_f64() / reps as f64;
+        let t = Instant::now();
+        for _ in 0..reps {
+            conv2d_backward_chunked(&s, &x, &w, &y, Some(&mut dx), &mut dw, None, &mut ws, limit);
+        }
+        let tb = t.elapsed().as_secs_f64() / reps as f64;
+        (tf, tb)
+    }
+
+    #[test]
+    #[ignore]
+    fn timing_conv() {
+        let shapes = [
+            Conv2dShape { n: 64, c_in: 3, h: 32, w: 32, c_out: 64, kh: 3, kw: 3, stride: 1, pad: 1 },
+            Conv2dShape { n: 64, c_in: 64, h: 32, w: 32, c_out: 64, kh: 3, kw: 3, stride: 1, pad: 1 },
+            Conv2dShape { n: 64, c_in: 128, h: 16, w: 16, c_out: 128, kh: 3, kw: 3, stride: 1, pad: 1 },
+            Conv2dShape { n: 64, c_in: 256, h: 8, w: 8, c_out: 256, kh: 3, kw: 3, stride: 1, pad: 1 },
+            Conv2dShape { n: 64, c_in: 512, h: 4, w: 4, c_out: 512, kh: 3, kw: 3, stride: 1, pad: 1 },
+            Conv2dShape { n: 64, c_in: 1024, h: 2, w: 2, c_out: 256, kh: 1, kw: 1, stride: 1, pad: 0 },
+            Conv2dShape { n: 64, c_in: 512, h: 1, w: 1, c_out: 2048, kh: 1, kw: 1, stride: 1, pad: 0 },
+        ];
+        let lim: Vec<usize> = std::env::var("LIMITS").unwrap_or("67108864,1".into()).split(',').map(|v| v.parse().unwrap()).collect();
+        for s in shapes {
+            let flops = 2.0 * (s.out_len() * s.k()) as f64;
+            for &l in &lim {
+                let (tf, tb) = run(s, l);
+                eprintln!("{:>4}->{:<4} {}x{} k{} nb={:>2}: fwd {:7.2} ms {:6.1} GF/s  bwd {:7.2} ms {:6.1} GF/s",
+                    s.c_in, s.c_out, s.h, s.w, s.kh, images_per_chunk(&s, l), tf * 1e3, flops / tf / 1e9, tb * 1e3, 2.0 * flops / tb / 1e9);
+            }
+        }
+    }
+}
+#[cfg(test)]
+mod timing_tmp2 {
+    #[test]
+    #[ignore]
+    fn timing_gemm() {
+        use crate::backend::cpu::gemm::sgemm;
+        for &(m, n, k) in &[(1024usize, 1024usize, 1024usize), (64, 65536, 576), (256, 4096, 2304), (512, 1024, 4608)] {
+            let a = vec![0.5f32; m * k];
+            let b = vec![0.5f32; k * n];
+            let mut c = vec![0.0f32; m * n];
+            sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n);
+            let t = std::time::Instant::now();
+            for _ in 0..3 { sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n); }
+            let dt = t.elapsed().as_secs_f64() / 3.0;
+            eprintln!("gemm {m}x{n}x{k}: {:.2} ms {:.1} GF/s", dt * 1e3, 2.0 * (m * n * k) as f64 / dt / 1e9);
+        }
+    }
+}

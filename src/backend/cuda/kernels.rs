@@ -207,32 +207,34 @@ fn c_chars_to_string(v: &[c_char]) -> String {
 /// Compiles `family` to PTX for `arch` (e.g. `"sm_90"`), returning the PTX and NVRTC's log.
 /// A compile error comes back as `Error::Cuda` carrying the log.
 pub fn compile(family: Family, arch: &str) -> Result<CompiledPtx> {
+    compile_source(family.file_name(), &family.source(), arch)
+}
+
+/// Compiles one CUDA translation unit (`name` is used in messages) to PTX for `arch`.
+pub fn compile_source(name: &str, source: &str, arch: &str) -> Result<CompiledPtx> {
     ensure_nvrtc()?;
-    let src = CString::new(family.source())
-        .map_err(|_| Error::Cuda(format!("{}: source holds a NUL byte", family.file_name())))?;
-    let name = CString::new(family.file_name()).expect("file names hold no NUL");
+    let src = CString::new(source).map_err(|_| Error::Cuda(format!("{name}: source holds a NUL byte")))?;
+    let cname = CString::new(name).map_err(|_| Error::Cuda(format!("{name}: name holds a NUL byte")))?;
     let opts = nvrtc_options(arch);
-    let prog = nvrtc::create_program(&src, Some(&name))
-        .map_err(|e| Error::Cuda(format!("nvrtcCreateProgram({}): {e:?}", family.file_name())))?;
-    // SAFETY: `prog` was just created from `src` and `name`, which outlive it; it is destroyed
+    let prog =
+        nvrtc::create_program(&src, Some(&cname)).map_err(|e| Error::Cuda(format!("nvrtcCreateProgram({name}): {e:?}")))?;
+    // SAFETY: `prog` was just created from `src` and `cname`, which outlive it; it is destroyed
     // exactly once, below, after the last use.
-    let out = unsafe {
+    unsafe {
         let status = nvrtc::compile_program(prog, &opts);
         let log = nvrtc::get_program_log(prog).map(|l| c_chars_to_string(&l)).unwrap_or_default();
         let res = match status {
             Ok(()) => nvrtc::get_ptx(prog)
                 .map(|p| CompiledPtx { ptx: c_chars_to_string(&p), log })
-                .map_err(|e| Error::Cuda(format!("nvrtcGetPTX({}): {e:?}", family.file_name()))),
+                .map_err(|e| Error::Cuda(format!("nvrtcGetPTX({name}): {e:?}"))),
             Err(e) => Err(Error::Cuda(format!(
-                "NVRTC failed on kernels/{} for {arch} ({e:?}): {}",
-                family.file_name(),
+                "NVRTC failed on kernels/{name} for {arch} ({e:?}): {}",
                 log.replace('\n', " | ")
             ))),
         };
         let _ = nvrtc::destroy_program(prog);
         res
-    };
-    out
+    }
 }
 
 /// Loaded modules of one CUDA context, compiled at first use for that GPU's architecture.
