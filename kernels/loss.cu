@@ -18,7 +18,9 @@ extern "C" __global__ void xent_fwd(const XentParams p, const float* __restrict_
     s = block_sum(s);
     const float inv = 1.0f / s;
     for (u32 j = threadIdx.x; j < p.classes; j += blockDim.x) pr[j] = expf(z[j] - mx) * inv;
-    if (threadIdx.x == 0) loss_rows[r] = logf(s) + mx - z[labels[r]];
+    // An out-of-range label gives a NaN loss (caught as divergence) instead of a stray read.
+    const u32 y = labels[r];
+    if (threadIdx.x == 0) loss_rows[r] = y < p.classes ? logf(s) + mx - z[y] : __int_as_float(0x7fc00000);
 }
 
 /// dlogits = (probs - onehot(label)) * scale. Grid-stride over n * classes.
@@ -46,6 +48,7 @@ extern "C" __global__ void topk_correct(const XentParams p, const float* __restr
     for (u32 r = blockIdx.x * blockDim.x + threadIdx.x; r < p.n; r += gridDim.x * blockDim.x) {
         const float* z = logits + (u64)r * p.classes;
         const u32 y = labels[r];
+        if (y >= p.classes) continue;  // never counted correct
         const float zy = z[y];
         u32 rank = 0;
         for (u32 j = 0; j < p.classes && rank < 5; j++) rank += z[j] > zy ? 1 : 0;

@@ -338,4 +338,30 @@ mod tests {
         assert!(parse_inject("0.5").is_err());
         assert!(parse_inject("0,0.5").is_err());
     }
+
+    #[test]
+    fn shipped_configs_parse_and_validate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+                continue;
+            }
+            let mut c = RunConfig::from_toml_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            c.data_dir.get_or_insert_with(|| "/data/cifar".into());
+            c.validate(16).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
+    fn a_typo_in_a_config_file_is_named() {
+        let p = std::env::temp_dir().join(format!("scadles-typo-{}.toml", std::process::id()));
+        std::fs::write(&p, "modle = \"resnet18\"\n").unwrap();
+        let e = RunConfig::from_toml_file(&p).unwrap_err().to_string();
+        std::fs::remove_file(&p).unwrap();
+        assert!(e.contains("modle") && e.contains(p.to_str().unwrap()) && !e.contains('\n'), "{e}");
+    }
 }

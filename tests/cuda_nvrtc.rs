@@ -16,7 +16,7 @@ fn nvrtc_or_skip() -> Option<()> {
         }
         None => {
             if std::env::var("SCADLES_ALLOW_NO_NVRTC").as_deref() == Ok("1") {
-                eprintln!("SKIPPED (no NVRTC; SCADLES_ALLOW_NO_NVRTC=1): kernels were not compiled");
+                skipped("SKIPPED (no NVRTC; SCADLES_ALLOW_NO_NVRTC=1): kernels were not compiled");
                 return None;
             }
             panic!(
@@ -108,4 +108,11 @@ fn warnings_and_errors_are_reported() {
     let bad = "extern \"C\" __global__ void k(float* y) { y[0] = undefined_name; }";
     let e = compile_source("bad.cu", bad, "sm_90").unwrap_err().to_string();
     assert!(e.contains("bad.cu") && e.contains("undefined_name"), "{e}");
+}
+
+/// Writes straight to the process's stderr, which the test harness does not capture, so the
+/// line shows in a plain `cargo test` run.
+fn skipped(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -21,7 +21,7 @@ fn gpu(op: &str) -> Option<MutexGuard<'static, CudaBackend>> {
     match g {
         Some(m) => Some(m.lock().unwrap_or_else(|e| e.into_inner())),
         None => {
-            eprintln!("SKIPPED (no GPU): {op} ({})", probe().unwrap_err());
+            skipped(&format!("SKIPPED (no GPU): {op} ({})", probe().unwrap_err()));
             None
         }
     }
@@ -380,4 +380,11 @@ fn pinned_staging_round_trips() {
     g.stage_from_host(&host, &mut dst.as_view_mut()).unwrap();
     let back = g.download(&dst).unwrap();
     assert!(back.iter().zip(&v).all(|(&b, &a)| b == 2.0 * a), "pinned -> device");
+}
+
+/// Writes straight to the process's stderr, which the test harness does not capture, so the
+/// line shows in a plain `cargo test` run.
+fn skipped(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -23,7 +23,9 @@ pub const TIME_EPS: f64 = 1e-9;
 const MIN_RETENTION_S: f64 = 1.0;
 
 /// What the buffer keeps after a take (paper §IV, "Stream Persistence" / "Stream Truncation").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BufferPolicy {
     /// Keep every sample until it is trained on: the buffer grows as Eq. 2 when t·S > b.
@@ -93,7 +95,11 @@ impl Fifo {
 
     /// Forgets arrival times that no window ending at or after `now` can contain.
     pub(crate) fn prune(&mut self, now: f64) {
-        while self.recent.front().is_some_and(|&t| t <= now - self.retention - TIME_EPS) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| t <= now - self.retention - TIME_EPS)
+        {
             self.recent.pop_front();
         }
     }
@@ -105,7 +111,12 @@ impl Fifo {
         let lo = now - window + TIME_EPS;
         let hi = now + TIME_EPS;
         // `recent` is sorted: count from the back.
-        self.recent.iter().rev().skip_while(|&&t| t > hi).take_while(|&&t| t > lo).count()
+        self.recent
+            .iter()
+            .rev()
+            .skip_while(|&&t| t > hi)
+            .take_while(|&&t| t > lo)
+            .count()
     }
 
     /// The number of samples a take of `b` waits for: `b`, or the cap if that is smaller.
@@ -123,7 +134,13 @@ impl Fifo {
             self.total_dropped += self.queue.len() as u64;
             self.queue.clear();
         }
-        Take { samples, wait_s, queued, left: self.queue.len(), dropped }
+        Take {
+            samples,
+            wait_s,
+            queued,
+            left: self.queue.len(),
+            dropped,
+        }
     }
 }
 
@@ -152,7 +169,12 @@ impl DeviceBuffer {
         cap: Option<usize>,
         bytes_per_sample: usize,
     ) -> Self {
-        DeviceBuffer { source, fifo: Fifo::new(policy, cap), bytes_per_sample, clock: 0.0 }
+        DeviceBuffer {
+            source,
+            fifo: Fifo::new(policy, cap),
+            bytes_per_sample,
+            clock: 0.0,
+        }
     }
 
     /// Pulls every arrival up to time t into the FIFO.
@@ -181,7 +203,11 @@ impl DeviceBuffer {
     /// The clock never runs backwards: a `now` before the end of the previous take means "at the end
     /// of the previous take".
     fn start(&mut self, now: f64) -> f64 {
-        let now = if now.is_finite() { now.max(self.clock) } else { self.clock };
+        let now = if now.is_finite() {
+            now.max(self.clock)
+        } else {
+            self.clock
+        };
         self.pull_until(now);
         now
     }
@@ -261,7 +287,14 @@ mod tests {
     use crate::stream::source::SimulatedSource;
 
     fn buffer(rate: f64, policy: BufferPolicy, cap: Option<usize>) -> DeviceBuffer {
-        let src = SimulatedSource::new((0..100_000).collect(), rate, Arrival::Constant, Drift::None, 1).unwrap();
+        let src = SimulatedSource::new(
+            (0..100_000).collect(),
+            rate,
+            Arrival::Constant,
+            Drift::None,
+            1,
+        )
+        .unwrap();
         DeviceBuffer::new(Box::new(src), policy, cap, 3072)
     }
 
@@ -322,7 +355,11 @@ mod tests {
         let mut seen_next = 50;
         for k in 1..=8 {
             let t = buf.take_window(now, 1.0, 8, 1024);
-            assert_eq!((t.samples.len(), t.queued, t.left, t.dropped), (50, 75, 0, 25), "step {k}");
+            assert_eq!(
+                (t.samples.len(), t.queued, t.left, t.dropped),
+                (50, 75, 0, 25),
+                "step {k}"
+            );
             assert_eq!(t.samples[0], seen_next);
             seen_next += 75;
             now += 1.5;
@@ -341,7 +378,11 @@ mod tests {
                 BufferPolicy::Truncation => s * t,
             };
             let wait = if q >= b { 0.0 } else { (b - q) / s };
-            prev_buff = if policy == BufferPolicy::Persistence && q >= b { q - b } else { 0.0 };
+            prev_buff = if policy == BufferPolicy::Persistence && q >= b {
+                q - b
+            } else {
+                0.0
+            };
             out.push((q, wait));
         }
         out
@@ -351,7 +392,9 @@ mod tests {
     fn window_take_follows_the_reference_recurrence() {
         let s = 40.0;
         // Iteration times that are whole multiples of 1/S, so q is an integer in both models.
-        let iters = [0.5, 1.5, 2.0, 0.25, 0.75, 3.0, 0.1, 1.0, 1.25, 0.5, 2.5, 0.05];
+        let iters = [
+            0.5, 1.5, 2.0, 0.25, 0.75, 3.0, 0.1, 1.0, 1.25, 0.5, 2.5, 0.05,
+        ];
         for policy in [BufferPolicy::Persistence, BufferPolicy::Truncation] {
             let expect = reference(policy, s, s, &iters);
             let mut buf = buffer(s, policy, None);
@@ -363,8 +406,16 @@ mod tests {
                 now += t_iter;
                 let take = buf.take_window(now, 1.0, 8, 1024);
                 assert_eq!(take.samples.len(), s as usize, "{policy:?} step {k}");
-                assert!((take.queued as f64 - q).abs() < 1e-6, "{policy:?} step {k}: q {} vs {q}", take.queued);
-                assert!((take.wait_s - wait).abs() < 1e-9, "{policy:?} step {k}: wait {} vs {wait}", take.wait_s);
+                assert!(
+                    (take.queued as f64 - q).abs() < 1e-6,
+                    "{policy:?} step {k}: q {} vs {q}",
+                    take.queued
+                );
+                assert!(
+                    (take.wait_s - wait).abs() < 1e-9,
+                    "{policy:?} step {k}: wait {} vs {wait}",
+                    take.wait_s
+                );
                 now += take.wait_s;
             }
         }
@@ -402,7 +453,12 @@ mod tests {
         let s = 64.0;
         let mut buf = buffer(s, BufferPolicy::Truncation, None);
         let mut now = 1.0;
-        for (k, t_iter) in [0.3, 1.0, 0.7, 0.9, 0.2, 1.0, 0.55].iter().cycle().take(40).enumerate() {
+        for (k, t_iter) in [0.3, 1.0, 0.7, 0.9, 0.2, 1.0, 0.55]
+            .iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+        {
             let t = buf.take_window(now, 1.0, 8, 1024);
             assert!(t.queued <= s as usize, "step {k}: {}", t.queued);
             assert_eq!(t.left, 0);
@@ -447,7 +503,16 @@ mod tests {
         // One sample per second: nothing arrives in (0.1, 0.5].
         let mut buf = buffer(1.0, BufferPolicy::Persistence, None);
         let t = buf.take_window(0.5, 0.4, 0, 1024);
-        assert_eq!(t, Take { samples: vec![], wait_s: 0.0, queued: 0, left: 0, dropped: 0 });
+        assert_eq!(
+            t,
+            Take {
+                samples: vec![],
+                wait_s: 0.0,
+                queued: 0,
+                left: 0,
+                dropped: 0
+            }
+        );
         // With a sample in the window the take is that sample.
         let t = buf.take_window(1.2, 0.4, 0, 1024);
         assert_eq!((t.samples, t.wait_s), (vec![0], 0.0));

@@ -15,7 +15,17 @@ use super::source::StreamSource;
 use crate::error::{Error, Result};
 
 /// Which clock a run's times are read on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ClockKind {
     /// Simulated time: stream waits from the arrival model, nothing sleeps.
@@ -50,7 +60,10 @@ impl LinkModel {
             crate::bail!(Config, "--link-gbps {gbps} must be a finite number > 0");
         }
         if !(latency_s.is_finite() && latency_s >= 0.0) {
-            crate::bail!(Config, "--link-latency {latency_s} must be a finite number >= 0 (seconds)");
+            crate::bail!(
+                Config,
+                "--link-latency {latency_s} must be a finite number >= 0 (seconds)"
+            );
         }
         Ok(LinkModel { gbps, latency_s })
     }
@@ -151,7 +164,11 @@ impl RealTimeStream {
         bytes_per_sample: usize,
     ) -> Result<Self> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(RtState { source, fifo: Fifo::new(policy, cap), stop: false }),
+            state: Mutex::new(RtState {
+                source,
+                fifo: Fifo::new(policy, cap),
+                stop: false,
+            }),
             cv: Condvar::new(),
         });
         let start = Instant::now();
@@ -167,11 +184,20 @@ impl RealTimeStream {
                         sh.cv.notify_all();
                     }
                     let wait = (next - start.elapsed().as_secs_f64()).max(0.0);
-                    g = sh.cv.wait_timeout(g, Duration::from_secs_f64(wait.min(3600.0))).unwrap_or_else(|e| e.into_inner()).0;
+                    g = sh
+                        .cv
+                        .wait_timeout(g, Duration::from_secs_f64(wait.min(3600.0)))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             })
             .map_err(|e| Error::Other(format!("cannot start the stream producer thread: {e}")))?;
-        Ok(RealTimeStream { shared, start, bytes_per_sample, producer: Some(producer) })
+        Ok(RealTimeStream {
+            shared,
+            start,
+            bytes_per_sample,
+            producer: Some(producer),
+        })
     }
 
     /// Seconds since the stream started.
@@ -273,14 +299,19 @@ mod tests {
 
     #[test]
     fn step_time_is_slowest_rank_plus_comm() {
-        assert_eq!(virtual_step_time(&[0.5, 0.0, 0.2], &[1.0, 1.4, 1.1], 0.25), 1.5 + 0.25);
+        assert_eq!(
+            virtual_step_time(&[0.5, 0.0, 0.2], &[1.0, 1.4, 1.1], 0.25),
+            1.5 + 0.25
+        );
         assert_eq!(virtual_step_time(&[0.0, 2.0], &[1.0, 0.1], 0.0), 2.1);
         assert_eq!(virtual_step_time(&[], &[], 0.3), 0.3);
         assert_eq!(virtual_step_time(&[1.0], &[0.5, 3.0], 0.0), 3.0);
     }
 
     fn rt(rate: f64, policy: BufferPolicy) -> RealTimeStream {
-        let src = SimulatedSource::new((0..1000).collect(), rate, Arrival::Constant, Drift::None, 1).unwrap();
+        let src =
+            SimulatedSource::new((0..1000).collect(), rate, Arrival::Constant, Drift::None, 1)
+                .unwrap();
         RealTimeStream::new(Box::new(src), policy, None, 3072).unwrap()
     }
 

@@ -25,7 +25,10 @@ pub use table2::{render_table2, table2, Table2Cell, Table2Row};
 /// arrivals and drifts while the whole run stays reproducible (splitmix64 finaliser over the
 /// run seed and the rank).
 pub fn rank_seed(run_seed: u64, rank: usize) -> u64 {
-    let mut z = run_seed ^ (rank as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut z = run_seed
+        ^ (rank as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

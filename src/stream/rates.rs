@@ -39,10 +39,22 @@ impl TableSet {
     pub fn distribution(self) -> RateSpec {
         let sqrt3 = 3f64.sqrt();
         match self {
-            TableSet::S1 => RateSpec::Uniform { lo: 38.0 - 24.0 * sqrt3, hi: 38.0 + 24.0 * sqrt3 },
-            TableSet::S2 => RateSpec::Uniform { lo: 300.0 - 112.0 * sqrt3, hi: 300.0 + 112.0 * sqrt3 },
-            TableSet::S1p => RateSpec::Normal { mean: 64.0, std: 24.0 },
-            TableSet::S2p => RateSpec::Normal { mean: 256.0, std: 28.0 },
+            TableSet::S1 => RateSpec::Uniform {
+                lo: 38.0 - 24.0 * sqrt3,
+                hi: 38.0 + 24.0 * sqrt3,
+            },
+            TableSet::S2 => RateSpec::Uniform {
+                lo: 300.0 - 112.0 * sqrt3,
+                hi: 300.0 + 112.0 * sqrt3,
+            },
+            TableSet::S1p => RateSpec::Normal {
+                mean: 64.0,
+                std: 24.0,
+            },
+            TableSet::S2p => RateSpec::Normal {
+                mean: 256.0,
+                std: 28.0,
+            },
         }
     }
 
@@ -85,13 +97,13 @@ impl CodeList {
     pub fn rates(self) -> &'static [f64] {
         match self {
             CodeList::UniformS1 => &[50.0, 38.0, 12.0, 36.0, 34.0, 13.0, 82.0, 40.0],
-            CodeList::UniformS2 => {
-                &[270.0, 218.0, 300.0, 246.0, 232.0, 284.0, 284.0, 236.0, 274.0, 228.0]
-            }
+            CodeList::UniformS2 => &[
+                270.0, 218.0, 300.0, 246.0, 232.0, 284.0, 284.0, 236.0, 274.0, 228.0,
+            ],
             CodeList::NormalS1 => &[92.0, 38.0, 62.0, 42.0, 48.0, 88.0, 90.0, 22.0, 44.0, 28.0],
             CodeList::Vgg25 => &[
-                92.0, 22.0, 62.0, 42.0, 48.0, 36.0, 18.0, 38.0, 84.0, 60.0, 108.0, 40.0, 58.0, 16.0,
-                44.0, 78.0, 92.0, 28.0, 30.0, 52.0, 84.0, 20.0, 16.0, 38.0, 66.0,
+                92.0, 22.0, 62.0, 42.0, 48.0, 36.0, 18.0, 38.0, 84.0, 60.0, 108.0, 40.0, 58.0,
+                16.0, 44.0, 78.0, 92.0, 28.0, 30.0, 52.0, 84.0, 20.0, 16.0, 38.0, 66.0,
             ],
         }
     }
@@ -106,8 +118,12 @@ impl CodeList {
         }
     }
 
-    const ALL: [CodeList; 4] =
-        [CodeList::UniformS1, CodeList::UniformS2, CodeList::NormalS1, CodeList::Vgg25];
+    const ALL: [CodeList; 4] = [
+        CodeList::UniformS1,
+        CodeList::UniformS2,
+        CodeList::NormalS1,
+        CodeList::Vgg25,
+    ];
 }
 
 /// How the per-rank stream rates are chosen.
@@ -156,17 +172,17 @@ impl RateSpec {
             RateSpec::Table(set) => return set.distribution().resolve(ranks, seed),
             RateSpec::CodeList(c) => fixed(c.rates())?,
             RateSpec::List(v) => fixed(v)?,
-            RateSpec::Uniform { lo, hi } => {
-                (0..ranks).map(|_| clip(lo + (hi - lo) * rng.gen::<f64>())).collect()
-            }
+            RateSpec::Uniform { lo, hi } => (0..ranks)
+                .map(|_| clip(lo + (hi - lo) * rng.gen::<f64>()))
+                .collect(),
             RateSpec::Normal { mean, std } => {
                 let d = Normal::new(*mean, *std)
                     .map_err(|e| Error::Config(format!("--rates: normal:{mean}:{std}: {e}")))?;
                 (0..ranks).map(|_| clip(d.sample(&mut rng))).collect()
             }
-            RateSpec::Exp { mean } => {
-                (0..ranks).map(|_| clip(mean * rng.sample::<f64, _>(Exp1))).collect()
-            }
+            RateSpec::Exp { mean } => (0..ranks)
+                .map(|_| clip(mean * rng.sample::<f64, _>(Exp1)))
+                .collect(),
         };
         Ok(rates)
     }
@@ -200,10 +216,14 @@ impl RateSpec {
                 finite("LO", *lo)?;
                 finite("HI", *hi)?;
                 if lo > hi {
-                    return Err(format!("--rates: uniform:{lo}:{hi} has LO > HI; expected LO <= HI"));
+                    return Err(format!(
+                        "--rates: uniform:{lo}:{hi} has LO > HI; expected LO <= HI"
+                    ));
                 }
                 if *hi <= 0.0 {
-                    return Err(format!("--rates: uniform:{lo}:{hi} has HI <= 0; expected HI > 0"));
+                    return Err(format!(
+                        "--rates: uniform:{lo}:{hi} has HI <= 0; expected HI > 0"
+                    ));
                 }
                 Ok(())
             }
@@ -211,17 +231,23 @@ impl RateSpec {
                 finite("MEAN", *mean)?;
                 finite("STD", *std)?;
                 if *std < 0.0 {
-                    return Err(format!("--rates: normal:{mean}:{std} has STD < 0; expected STD >= 0"));
+                    return Err(format!(
+                        "--rates: normal:{mean}:{std} has STD < 0; expected STD >= 0"
+                    ));
                 }
                 if *mean <= 0.0 {
-                    return Err(format!("--rates: normal:{mean}:{std} has MEAN <= 0; expected MEAN > 0"));
+                    return Err(format!(
+                        "--rates: normal:{mean}:{std} has MEAN <= 0; expected MEAN > 0"
+                    ));
                 }
                 Ok(())
             }
             RateSpec::Exp { mean } => {
                 finite("MEAN", *mean)?;
                 if *mean <= 0.0 {
-                    return Err(format!("--rates: exp:{mean} has MEAN <= 0; expected MEAN > 0"));
+                    return Err(format!(
+                        "--rates: exp:{mean} has MEAN <= 0; expected MEAN > 0"
+                    ));
                 }
                 Ok(())
             }
@@ -238,9 +264,12 @@ fn params(s: &str, rest: &str, n: usize, form: &str) -> std::result::Result<Vec<
     parts
         .iter()
         .map(|p| {
-            p.trim()
-                .parse::<f64>()
-                .map_err(|_| format!("--rates: '{s}': '{}' is not a number; expected {form}", p.trim()))
+            p.trim().parse::<f64>().map_err(|_| {
+                format!(
+                    "--rates: '{s}': '{}' is not a number; expected {form}",
+                    p.trim()
+                )
+            })
         })
         .collect()
 }
@@ -263,12 +292,17 @@ impl FromStr for RateSpec {
                     RateSpec::Uniform { lo: p[0], hi: p[1] }
                 } else if let Some(rest) = lower.strip_prefix("normal:") {
                     let p = params(t, rest, 2, "normal:MEAN:STD")?;
-                    RateSpec::Normal { mean: p[0], std: p[1] }
+                    RateSpec::Normal {
+                        mean: p[0],
+                        std: p[1],
+                    }
                 } else if let Some(rest) = lower.strip_prefix("exp:") {
                     let p = params(t, rest, 1, "exp:MEAN")?;
                     RateSpec::Exp { mean: p[0] }
                 } else if lower == "uniform" || lower == "normal" || lower == "exp" {
-                    return Err(format!("--rates: '{t}' needs parameters; expected one of {RATES_FORMS}"));
+                    return Err(format!(
+                        "--rates: '{t}' needs parameters; expected one of {RATES_FORMS}"
+                    ));
                 } else {
                     let mut v = Vec::new();
                     for item in t.split(',') {
@@ -323,29 +357,46 @@ impl fmt::Display for RateSpec {
 pub enum Drift {
     #[default]
     None,
-    Sine { period_s: f64, amplitude: f64 },
-    Walk { sigma: f64, interval_s: f64 },
+    Sine {
+        period_s: f64,
+        amplitude: f64,
+    },
+    Walk {
+        sigma: f64,
+        interval_s: f64,
+    },
 }
 
 impl Drift {
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         match self {
             Drift::None => Ok(()),
-            Drift::Sine { period_s, amplitude } => {
+            Drift::Sine {
+                period_s,
+                amplitude,
+            } => {
                 if !(period_s.is_finite() && *period_s > 0.0) {
-                    return Err(format!("--drift: sine period {period_s} must be a finite number > 0"));
+                    return Err(format!(
+                        "--drift: sine period {period_s} must be a finite number > 0"
+                    ));
                 }
                 if !(amplitude.is_finite() && (0.0..1.0).contains(amplitude)) {
-                    return Err(format!("--drift: sine amplitude {amplitude} must lie in [0, 1)"));
+                    return Err(format!(
+                        "--drift: sine amplitude {amplitude} must lie in [0, 1)"
+                    ));
                 }
                 Ok(())
             }
             Drift::Walk { sigma, interval_s } => {
                 if !(sigma.is_finite() && *sigma >= 0.0) {
-                    return Err(format!("--drift: walk sigma {sigma} must be a finite number >= 0"));
+                    return Err(format!(
+                        "--drift: walk sigma {sigma} must be a finite number >= 0"
+                    ));
                 }
                 if !(interval_s.is_finite() && *interval_s > 0.0) {
-                    return Err(format!("--drift: walk interval {interval_s} must be a finite number > 0"));
+                    return Err(format!(
+                        "--drift: walk interval {interval_s} must be a finite number > 0"
+                    ));
                 }
                 Ok(())
             }
@@ -365,9 +416,12 @@ impl FromStr for Drift {
                 return Err(format!("--drift: '{t}' expected {form}"));
             }
             let num = |p: &str| {
-                p.trim()
-                    .parse::<f64>()
-                    .map_err(|_| format!("--drift: '{t}': '{}' is not a number; expected {form}", p.trim()))
+                p.trim().parse::<f64>().map_err(|_| {
+                    format!(
+                        "--drift: '{t}': '{}' is not a number; expected {form}",
+                        p.trim()
+                    )
+                })
             };
             Ok((num(parts[0])?, num(parts[1])?))
         };
@@ -375,7 +429,10 @@ impl FromStr for Drift {
             Drift::None
         } else if let Some(rest) = lower.strip_prefix("sine:") {
             let (period_s, amplitude) = two(rest, "sine:PERIOD:AMPLITUDE")?;
-            Drift::Sine { period_s, amplitude }
+            Drift::Sine {
+                period_s,
+                amplitude,
+            }
         } else if let Some(rest) = lower.strip_prefix("walk:") {
             let (sigma, interval_s) = two(rest, "walk:SIGMA:INTERVAL")?;
             Drift::Walk { sigma, interval_s }
@@ -393,7 +450,10 @@ impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Drift::None => f.write_str("none"),
-            Drift::Sine { period_s, amplitude } => write!(f, "sine:{period_s}:{amplitude}"),
+            Drift::Sine {
+                period_s,
+                amplitude,
+            } => write!(f, "sine:{period_s}:{amplitude}"),
             Drift::Walk { sigma, interval_s } => write!(f, "walk:{sigma}:{interval_s}"),
         }
     }
@@ -403,12 +463,17 @@ impl fmt::Display for Drift {
 macro_rules! serde_as_string {
     ($t:ty) => {
         impl serde::Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
                 s.serialize_str(&self.to_string())
             }
         }
         impl<'de> serde::Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
                 s.parse().map_err(serde::de::Error::custom)
             }
@@ -424,7 +489,15 @@ serde_as_string!(Drift);
 ///   sleeps a fixed interval between messages.
 /// - `Poisson`: exponential inter-arrival times with mean 1/S, seeded.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Arrival {
@@ -446,17 +519,38 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!("S1".parse::<RateSpec>().unwrap(), RateSpec::Table(TableSet::S1));
-        assert_eq!("s2".parse::<RateSpec>().unwrap(), RateSpec::Table(TableSet::S2));
-        assert_eq!("S1p".parse::<RateSpec>().unwrap(), RateSpec::Table(TableSet::S1p));
-        assert_eq!("S'1".parse::<RateSpec>().unwrap(), RateSpec::Table(TableSet::S1p));
-        assert_eq!("S'2".parse::<RateSpec>().unwrap(), RateSpec::Table(TableSet::S2p));
-        assert_eq!("S2p".parse::<RateSpec>().unwrap(), RateSpec::Table(TableSet::S2p));
+        assert_eq!(
+            "S1".parse::<RateSpec>().unwrap(),
+            RateSpec::Table(TableSet::S1)
+        );
+        assert_eq!(
+            "s2".parse::<RateSpec>().unwrap(),
+            RateSpec::Table(TableSet::S2)
+        );
+        assert_eq!(
+            "S1p".parse::<RateSpec>().unwrap(),
+            RateSpec::Table(TableSet::S1p)
+        );
+        assert_eq!(
+            "S'1".parse::<RateSpec>().unwrap(),
+            RateSpec::Table(TableSet::S1p)
+        );
+        assert_eq!(
+            "S'2".parse::<RateSpec>().unwrap(),
+            RateSpec::Table(TableSet::S2p)
+        );
+        assert_eq!(
+            "S2p".parse::<RateSpec>().unwrap(),
+            RateSpec::Table(TableSet::S2p)
+        );
         assert_eq!(
             "code-uniform-s2".parse::<RateSpec>().unwrap(),
             RateSpec::CodeList(CodeList::UniformS2)
         );
-        assert_eq!("code-vgg25".parse::<RateSpec>().unwrap(), RateSpec::CodeList(CodeList::Vgg25));
+        assert_eq!(
+            "code-vgg25".parse::<RateSpec>().unwrap(),
+            RateSpec::CodeList(CodeList::Vgg25)
+        );
         assert_eq!(
             "50, 38,12,36.5".parse::<RateSpec>().unwrap(),
             RateSpec::List(vec![50.0, 38.0, 12.0, 36.5])
@@ -467,9 +561,15 @@ mod tests {
         );
         assert_eq!(
             "normal:64:24".parse::<RateSpec>().unwrap(),
-            RateSpec::Normal { mean: 64.0, std: 24.0 }
+            RateSpec::Normal {
+                mean: 64.0,
+                std: 24.0
+            }
         );
-        assert_eq!("exp:100".parse::<RateSpec>().unwrap(), RateSpec::Exp { mean: 100.0 });
+        assert_eq!(
+            "exp:100".parse::<RateSpec>().unwrap(),
+            RateSpec::Exp { mean: 100.0 }
+        );
     }
 
     #[test]
@@ -478,12 +578,30 @@ mod tests {
             "normal:64".parse::<RateSpec>().unwrap_err(),
             "--rates: 'normal:64' expected normal:MEAN:STD"
         );
-        assert!("uniform:1:2:3".parse::<RateSpec>().unwrap_err().contains("uniform:LO:HI"));
-        assert!("exp:x".parse::<RateSpec>().unwrap_err().contains("'x' is not a number"));
-        assert!("50,abc".parse::<RateSpec>().unwrap_err().contains("'abc' is not a rate"));
-        assert!("uniform:90:10".parse::<RateSpec>().unwrap_err().contains("LO > HI"));
-        assert!("normal:64:-1".parse::<RateSpec>().unwrap_err().contains("STD < 0"));
-        assert!("exp:0".parse::<RateSpec>().unwrap_err().contains("MEAN <= 0"));
+        assert!("uniform:1:2:3"
+            .parse::<RateSpec>()
+            .unwrap_err()
+            .contains("uniform:LO:HI"));
+        assert!("exp:x"
+            .parse::<RateSpec>()
+            .unwrap_err()
+            .contains("'x' is not a number"));
+        assert!("50,abc"
+            .parse::<RateSpec>()
+            .unwrap_err()
+            .contains("'abc' is not a rate"));
+        assert!("uniform:90:10"
+            .parse::<RateSpec>()
+            .unwrap_err()
+            .contains("LO > HI"));
+        assert!("normal:64:-1"
+            .parse::<RateSpec>()
+            .unwrap_err()
+            .contains("STD < 0"));
+        assert!("exp:0"
+            .parse::<RateSpec>()
+            .unwrap_err()
+            .contains("MEAN <= 0"));
         let e = "50,0,12".parse::<RateSpec>().unwrap_err();
         assert!(e.contains("rate 0 at position 2"), "{e}");
         for s in ["S3", "", "uniform", "code-uniform-s3"] {
@@ -512,7 +630,10 @@ mod tests {
             assert_eq!(spec.to_string(), s);
             assert_eq!(spec.to_string().parse::<RateSpec>().unwrap(), spec);
         }
-        let sampled = RateSpec::Uniform { lo: 0.1 + 0.2, hi: 1.0 / 3.0 };
+        let sampled = RateSpec::Uniform {
+            lo: 0.1 + 0.2,
+            hi: 1.0 / 3.0,
+        };
         assert_eq!(sampled.to_string().parse::<RateSpec>().unwrap(), sampled);
         for s in ["none", "sine:60:0.5", "walk:0.1:10"] {
             let d: Drift = s.parse().unwrap();
@@ -522,12 +643,24 @@ mod tests {
 
     #[test]
     fn code_lists_are_exact() {
-        let r = RateSpec::CodeList(CodeList::UniformS1).resolve(8, 0).unwrap();
+        let r = RateSpec::CodeList(CodeList::UniformS1)
+            .resolve(8, 0)
+            .unwrap();
         assert_eq!(r, vec![50.0, 38.0, 12.0, 36.0, 34.0, 13.0, 82.0, 40.0]);
-        let r = RateSpec::CodeList(CodeList::UniformS2).resolve(10, 0).unwrap();
-        assert_eq!(r, vec![270.0, 218.0, 300.0, 246.0, 232.0, 284.0, 284.0, 236.0, 274.0, 228.0]);
-        let r = RateSpec::CodeList(CodeList::NormalS1).resolve(10, 0).unwrap();
-        assert_eq!(r, vec![92.0, 38.0, 62.0, 42.0, 48.0, 88.0, 90.0, 22.0, 44.0, 28.0]);
+        let r = RateSpec::CodeList(CodeList::UniformS2)
+            .resolve(10, 0)
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![270.0, 218.0, 300.0, 246.0, 232.0, 284.0, 284.0, 236.0, 274.0, 228.0]
+        );
+        let r = RateSpec::CodeList(CodeList::NormalS1)
+            .resolve(10, 0)
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![92.0, 38.0, 62.0, 42.0, 48.0, 88.0, 90.0, 22.0, 44.0, 28.0]
+        );
         let r = RateSpec::CodeList(CodeList::Vgg25).resolve(25, 0).unwrap();
         assert_eq!(r.len(), 25);
         // The spec's summary statistics of the 25-value list: mean 50.9, min 16, max 108.
@@ -542,12 +675,28 @@ mod tests {
 
     #[test]
     fn list_length_must_match_ranks() {
-        let e = "50,38,12".parse::<RateSpec>().unwrap().resolve(4, 1).unwrap_err();
-        assert_eq!(e.to_string(), "config: --rates lists 3 rates but the job has 4 ranks");
-        let e = RateSpec::CodeList(CodeList::UniformS1).resolve(16, 1).unwrap_err();
-        assert_eq!(e.to_string(), "config: --rates lists 8 rates but the job has 16 ranks");
+        let e = "50,38,12"
+            .parse::<RateSpec>()
+            .unwrap()
+            .resolve(4, 1)
+            .unwrap_err();
         assert_eq!(
-            "50,38,12,36".parse::<RateSpec>().unwrap().resolve(4, 7).unwrap(),
+            e.to_string(),
+            "config: --rates lists 3 rates but the job has 4 ranks"
+        );
+        let e = RateSpec::CodeList(CodeList::UniformS1)
+            .resolve(16, 1)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config: --rates lists 8 rates but the job has 16 ranks"
+        );
+        assert_eq!(
+            "50,38,12,36"
+                .parse::<RateSpec>()
+                .unwrap()
+                .resolve(4, 7)
+                .unwrap(),
             vec![50.0, 38.0, 12.0, 36.0]
         );
     }
@@ -557,11 +706,25 @@ mod tests {
         let e = RateSpec::List(vec![5.0, -3.0]).resolve(2, 0).unwrap_err();
         assert!(matches!(e, Error::Config(_)));
         assert!(e.to_string().contains("rate -3 at position 2"), "{e}");
-        let e = RateSpec::List(vec![f64::NAN, 3.0]).resolve(2, 0).unwrap_err();
+        let e = RateSpec::List(vec![f64::NAN, 3.0])
+            .resolve(2, 0)
+            .unwrap_err();
         assert!(e.to_string().contains("position 1"), "{e}");
-        assert!(RateSpec::Uniform { lo: 5.0, hi: 1.0 }.resolve(2, 0).is_err());
-        assert!(RateSpec::Normal { mean: 5.0, std: -1.0 }.resolve(2, 0).is_err());
-        assert!(RateSpec::Normal { mean: 0.0, std: 1.0 }.resolve(2, 0).is_err());
+        assert!(RateSpec::Uniform { lo: 5.0, hi: 1.0 }
+            .resolve(2, 0)
+            .is_err());
+        assert!(RateSpec::Normal {
+            mean: 5.0,
+            std: -1.0
+        }
+        .resolve(2, 0)
+        .is_err());
+        assert!(RateSpec::Normal {
+            mean: 0.0,
+            std: 1.0
+        }
+        .resolve(2, 0)
+        .is_err());
         assert!(RateSpec::Exp { mean: -1.0 }.resolve(2, 0).is_err());
         assert!(RateSpec::Table(TableSet::S1).resolve(0, 0).is_err());
     }
@@ -580,7 +743,10 @@ mod tests {
         let n = 20000;
         let sqrt3 = 3f64.sqrt();
         for (set, expect) in [
-            (TableSet::S1, clipped_uniform_moments(38.0 - 24.0 * sqrt3, 38.0 + 24.0 * sqrt3)),
+            (
+                TableSet::S1,
+                clipped_uniform_moments(38.0 - 24.0 * sqrt3, 38.0 + 24.0 * sqrt3),
+            ),
             (TableSet::S2, (300.0, 112.0)),
             // P(N(64, 24) < 1) = 0.4%: the clip moves the moments far below the tolerance.
             (TableSet::S1p, (64.0, 24.0)),
@@ -590,15 +756,29 @@ mod tests {
             let (m, s) = mean_std(&r);
             // Standard error of the mean is std/√n ≈ 0.8% of std; allow 4 standard errors.
             let tol_m = 4.0 * expect.1 / (n as f64).sqrt();
-            assert!((m - expect.0).abs() < tol_m, "{set:?}: mean {m} vs {}", expect.0);
-            assert!((s - expect.1).abs() < 0.03 * expect.1, "{set:?}: std {s} vs {}", expect.1);
+            assert!(
+                (m - expect.0).abs() < tol_m,
+                "{set:?}: mean {m} vs {}",
+                expect.0
+            );
+            assert!(
+                (s - expect.1).abs() < 0.03 * expect.1,
+                "{set:?}: std {s} vs {}",
+                expect.1
+            );
             assert!(r.iter().all(|&x| x >= MIN_SAMPLED_RATE));
         }
         // The S1 clip is real: the unclipped uniform would go below zero.
         let r = RateSpec::Table(TableSet::S1).resolve(n, 42).unwrap();
         assert!(r.contains(&1.0));
-        let (lo, hi) = (r.iter().cloned().fold(f64::INFINITY, f64::min), r.iter().cloned().fold(0.0, f64::max));
-        assert!(lo >= 1.0 && hi <= 38.0 + 24.0 * sqrt3 && hi > 79.0, "{lo} {hi}");
+        let (lo, hi) = (
+            r.iter().cloned().fold(f64::INFINITY, f64::min),
+            r.iter().cloned().fold(0.0, f64::max),
+        );
+        assert!(
+            lo >= 1.0 && hi <= 38.0 + 24.0 * sqrt3 && hi > 79.0,
+            "{lo} {hi}"
+        );
     }
 
     #[test]
@@ -625,28 +805,50 @@ mod tests {
         assert_eq!("none".parse::<Drift>().unwrap(), Drift::None);
         assert_eq!(
             "sine:60:0.25".parse::<Drift>().unwrap(),
-            Drift::Sine { period_s: 60.0, amplitude: 0.25 }
+            Drift::Sine {
+                period_s: 60.0,
+                amplitude: 0.25
+            }
         );
         assert_eq!(
             "walk:0.1:5".parse::<Drift>().unwrap(),
-            Drift::Walk { sigma: 0.1, interval_s: 5.0 }
+            Drift::Walk {
+                sigma: 0.1,
+                interval_s: 5.0
+            }
         );
         assert!("sine:60:1".parse::<Drift>().unwrap_err().contains("[0, 1)"));
         assert!("sine:0:0.5".parse::<Drift>().is_err());
         assert!("walk:-1:5".parse::<Drift>().is_err());
-        assert!("walk:0.1".parse::<Drift>().unwrap_err().contains("walk:SIGMA:INTERVAL"));
+        assert!("walk:0.1"
+            .parse::<Drift>()
+            .unwrap_err()
+            .contains("walk:SIGMA:INTERVAL"));
         assert!("wobble".parse::<Drift>().is_err());
     }
 
     #[test]
     fn serde_uses_the_flag_strings() {
-        let v = serde_json::to_string(&RateSpec::Normal { mean: 64.0, std: 24.0 }).unwrap();
+        let v = serde_json::to_string(&RateSpec::Normal {
+            mean: 64.0,
+            std: 24.0,
+        })
+        .unwrap();
         assert_eq!(v, "\"normal:64:24\"");
         let back: RateSpec = serde_json::from_str("\"S'2\"").unwrap();
         assert_eq!(back, RateSpec::Table(TableSet::S2p));
         assert!(serde_json::from_str::<RateSpec>("\"normal:1\"").is_err());
-        assert_eq!(serde_json::to_string(&Arrival::Poisson).unwrap(), "\"poisson\"");
+        assert_eq!(
+            serde_json::to_string(&Arrival::Poisson).unwrap(),
+            "\"poisson\""
+        );
         let d: Drift = serde_json::from_str("\"sine:10:0.5\"").unwrap();
-        assert_eq!(d, Drift::Sine { period_s: 10.0, amplitude: 0.5 });
+        assert_eq!(
+            d,
+            Drift::Sine {
+                period_s: 10.0,
+                amplitude: 0.5
+            }
+        );
     }
 }

@@ -26,9 +26,18 @@ const WALK_MAX: f64 = 10.0;
 #[derive(Clone, Debug)]
 enum DriftPath {
     None,
-    Sine { period: f64, amp: f64, phase: f64 },
+    Sine {
+        period: f64,
+        amp: f64,
+        phase: f64,
+    },
     /// `levels[j]` is the multiplier on [j·interval, (j+1)·interval); `rng` continues the path.
-    Walk { sigma: f64, interval: f64, levels: Vec<f64>, rng: Box<StdRng> },
+    Walk {
+        sigma: f64,
+        interval: f64,
+        levels: Vec<f64>,
+        rng: Box<StdRng>,
+    },
 }
 
 impl DriftPath {
@@ -39,7 +48,10 @@ impl DriftPath {
 
     /// Makes sure the walk's multiplier for interval `j` exists.
     fn extend_to(&mut self, j: usize) {
-        if let DriftPath::Walk { sigma, levels, rng, .. } = self {
+        if let DriftPath::Walk {
+            sigma, levels, rng, ..
+        } = self
+        {
             while levels.len() <= j {
                 let prev = *levels.last().unwrap_or(&1.0);
                 levels.push(Self::next_level(prev, *sigma, rng));
@@ -54,7 +66,12 @@ impl DriftPath {
             DriftPath::Sine { period, amp, phase } => {
                 1.0 + amp * (2.0 * std::f64::consts::PI * t / period + phase).sin()
             }
-            DriftPath::Walk { sigma, interval, levels, rng } => {
+            DriftPath::Walk {
+                sigma,
+                interval,
+                levels,
+                rng,
+            } => {
                 let j = (t.max(0.0) / interval) as usize;
                 if j < levels.len() {
                     return levels[j];
@@ -99,12 +116,24 @@ pub struct SimulatedSource {
 impl SimulatedSource {
     /// A source streaming `samples` in order at `rate` samples/s. `seed` drives the Poisson
     /// draws, the sine phase and the random walk (independent streams derived from it).
-    pub fn new(samples: Vec<usize>, rate: f64, arrival: Arrival, drift: Drift, seed: u64) -> Result<Self> {
+    pub fn new(
+        samples: Vec<usize>,
+        rate: f64,
+        arrival: Arrival,
+        drift: Drift,
+        seed: u64,
+    ) -> Result<Self> {
         if samples.is_empty() {
-            crate::bail!(Config, "stream source: the rank's partition is empty; expected at least one sample");
+            crate::bail!(
+                Config,
+                "stream source: the rank's partition is empty; expected at least one sample"
+            );
         }
         if !(rate.is_finite() && rate > 0.0) {
-            crate::bail!(Config, "stream source: rate {rate} must be a finite number > 0");
+            crate::bail!(
+                Config,
+                "stream source: rate {rate} must be a finite number > 0"
+            );
         }
         drift.validate().map_err(Error::Config)?;
         let mut seeds = StdRng::seed_from_u64(seed);
@@ -112,9 +141,17 @@ impl SimulatedSource {
         let drift_seed: u64 = seeds.gen();
         let path = match drift {
             Drift::None => DriftPath::None,
-            Drift::Sine { period_s, amplitude } => {
-                let phase = StdRng::seed_from_u64(drift_seed).gen::<f64>() * 2.0 * std::f64::consts::PI;
-                DriftPath::Sine { period: period_s, amp: amplitude, phase }
+            Drift::Sine {
+                period_s,
+                amplitude,
+            } => {
+                let phase =
+                    StdRng::seed_from_u64(drift_seed).gen::<f64>() * 2.0 * std::f64::consts::PI;
+                DriftPath::Sine {
+                    period: period_s,
+                    amp: amplitude,
+                    phase,
+                }
             }
             Drift::Walk { sigma, interval_s } => DriftPath::Walk {
                 sigma,
@@ -181,9 +218,14 @@ impl SimulatedSource {
                     } else {
                         lo = t;
                     }
-                    let slope = self.base_rate * (1.0 + amp * (2.0 * std::f64::consts::PI * t / period + phase).sin());
+                    let slope = self.base_rate
+                        * (1.0 + amp * (2.0 * std::f64::consts::PI * t / period + phase).sin());
                     let newton = t - f / slope;
-                    t = if newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
+                    t = if newton > lo && newton < hi {
+                        newton
+                    } else {
+                        0.5 * (lo + hi)
+                    };
                     if hi - lo <= 1e-15 * hi.max(1.0) {
                         break;
                     }
@@ -248,7 +290,8 @@ mod tests {
 
     #[test]
     fn cycles_through_the_partition_in_order() {
-        let mut s = SimulatedSource::new(vec![7, 3, 9], 10.0, Arrival::Poisson, Drift::None, 5).unwrap();
+        let mut s =
+            SimulatedSource::new(vec![7, 3, 9], 10.0, Arrival::Poisson, Drift::None, 5).unwrap();
         let ids: Vec<usize> = (0..8).map(|_| s.pop().1).collect();
         assert_eq!(ids, vec![7, 3, 9, 7, 3, 9, 7, 3]);
         let peeked = s.peek();
@@ -260,7 +303,9 @@ mod tests {
     fn rejects_empty_partition_and_bad_rate() {
         assert!(SimulatedSource::new(vec![], 10.0, Arrival::Constant, Drift::None, 0).is_err());
         assert!(SimulatedSource::new(vec![1], 0.0, Arrival::Constant, Drift::None, 0).is_err());
-        assert!(SimulatedSource::new(vec![1], f64::NAN, Arrival::Constant, Drift::None, 0).is_err());
+        assert!(
+            SimulatedSource::new(vec![1], f64::NAN, Arrival::Constant, Drift::None, 0).is_err()
+        );
     }
 
     #[test]
@@ -280,14 +325,27 @@ mod tests {
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n as f64;
         // Exponential: mean = std = 1/S; the sample mean has relative standard error 1/√n = 0.5%.
         assert!((mean * rate - 1.0).abs() < 0.02, "mean gap {mean}");
-        assert!((var.sqrt() * rate - 1.0).abs() < 0.04, "std gap {}", var.sqrt());
+        assert!(
+            (var.sqrt() * rate - 1.0).abs() < 0.04,
+            "std gap {}",
+            var.sqrt()
+        );
         // P(gap > 1/S) = e^-1.
         let frac = gaps.iter().filter(|&&g| g > 1.0 / rate).count() as f64 / n as f64;
         assert!((frac - (-1f64).exp()).abs() < 0.01, "{frac}");
 
-        let a: Vec<f64> = { let mut s = src(rate, Arrival::Poisson, Drift::None, 9); (0..50).map(|_| s.pop().0).collect() };
-        let b: Vec<f64> = { let mut s = src(rate, Arrival::Poisson, Drift::None, 9); (0..50).map(|_| s.pop().0).collect() };
-        let c: Vec<f64> = { let mut s = src(rate, Arrival::Poisson, Drift::None, 10); (0..50).map(|_| s.pop().0).collect() };
+        let a: Vec<f64> = {
+            let mut s = src(rate, Arrival::Poisson, Drift::None, 9);
+            (0..50).map(|_| s.pop().0).collect()
+        };
+        let b: Vec<f64> = {
+            let mut s = src(rate, Arrival::Poisson, Drift::None, 9);
+            (0..50).map(|_| s.pop().0).collect()
+        };
+        let c: Vec<f64> = {
+            let mut s = src(rate, Arrival::Poisson, Drift::None, 10);
+            (0..50).map(|_| s.pop().0).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -295,7 +353,15 @@ mod tests {
     #[test]
     fn sine_drift_changes_the_rate_as_documented() {
         let (s0, p, a) = (100.0, 20.0, 0.5);
-        let mut s = src(s0, Arrival::Constant, Drift::Sine { period_s: p, amplitude: a }, 3);
+        let mut s = src(
+            s0,
+            Arrival::Constant,
+            Drift::Sine {
+                period_s: p,
+                amplitude: a,
+            },
+            3,
+        );
         let phase = match s.drift {
             DriftPath::Sine { phase, .. } => phase,
             _ => unreachable!(),
@@ -313,7 +379,15 @@ mod tests {
         assert_eq!(count, (2.0 * p * s0) as usize);
         // Locally, the arrival count in a short window tracks the drifted rate: count arrivals in
         // [t0, t0 + 0.5] and compare with ∫ S(u) du over that window (within one sample).
-        let mut s = src(s0, Arrival::Constant, Drift::Sine { period_s: p, amplitude: a }, 3);
+        let mut s = src(
+            s0,
+            Arrival::Constant,
+            Drift::Sine {
+                period_s: p,
+                amplitude: a,
+            },
+            3,
+        );
         for t0 in [1.0, 6.0, 11.0, 16.0] {
             while s.peek().0 <= t0 {
                 s.pop();
@@ -324,24 +398,48 @@ mod tests {
                 n += 1;
             }
             let integral = s.sine_lambda(t0 + 0.5, p, a, phase) - s.sine_lambda(t0, p, a, phase);
-            assert!((n as f64 - integral).abs() <= 1.0, "t0={t0}: {n} vs {integral}");
+            assert!(
+                (n as f64 - integral).abs() <= 1.0,
+                "t0={t0}: {n} vs {integral}"
+            );
         }
         // The constant-arrival schedule satisfies Λ(t_k) = k.
-        let mut s = src(s0, Arrival::Constant, Drift::Sine { period_s: p, amplitude: a }, 3);
+        let mut s = src(
+            s0,
+            Arrival::Constant,
+            Drift::Sine {
+                period_s: p,
+                amplitude: a,
+            },
+            3,
+        );
         for k in 1..=3000 {
             let (t, _) = s.pop();
-            assert!((s.sine_lambda(t, p, a, phase) - k as f64).abs() < 1e-8, "k={k}");
+            assert!(
+                (s.sine_lambda(t, p, a, phase) - k as f64).abs() < 1e-8,
+                "k={k}"
+            );
         }
     }
 
     #[test]
     fn walk_drift_is_piecewise_constant_bounded_and_seeded() {
         let (s0, sigma, iv) = (50.0, 0.5, 2.0);
-        let mut s = src(s0, Arrival::Constant, Drift::Walk { sigma, interval_s: iv }, 4);
+        let mut s = src(
+            s0,
+            Arrival::Constant,
+            Drift::Walk {
+                sigma,
+                interval_s: iv,
+            },
+            4,
+        );
         // rate_at ahead of the arrivals equals what the source later uses.
         let ahead: Vec<f64> = (0..40).map(|j| s.rate_at(j as f64 * iv + 0.3)).collect();
         assert_eq!(ahead[0], s0);
-        assert!(ahead.iter().all(|&r| (s0 * WALK_MIN..=s0 * WALK_MAX).contains(&r)));
+        assert!(ahead
+            .iter()
+            .all(|&r| (s0 * WALK_MIN..=s0 * WALK_MAX).contains(&r)));
         assert!(ahead.windows(2).any(|w| w[0] != w[1]));
         // Arrivals in interval j number rate_j·iv (Λ is exact per interval; within one sample).
         let mut counts = vec![0usize; 40];
@@ -358,11 +456,28 @@ mod tests {
             let before = lam.floor();
             lam += ahead[j] * iv;
             let expect = lam.floor() - before;
-            assert!((counts[j] as f64 - expect).abs() <= 1.0, "interval {j}: {} vs {expect}", counts[j]);
+            assert!(
+                (counts[j] as f64 - expect).abs() <= 1.0,
+                "interval {j}: {} vs {expect}",
+                counts[j]
+            );
         }
         let again: Vec<f64> = (0..40).map(|j| s.rate_at(j as f64 * iv + 0.3)).collect();
         assert_eq!(ahead, again);
-        let other = src(s0, Arrival::Constant, Drift::Walk { sigma, interval_s: iv }, 5);
-        assert_ne!(ahead, (0..40).map(|j| other.rate_at(j as f64 * iv + 0.3)).collect::<Vec<_>>());
+        let other = src(
+            s0,
+            Arrival::Constant,
+            Drift::Walk {
+                sigma,
+                interval_s: iv,
+            },
+            5,
+        );
+        assert_ne!(
+            ahead,
+            (0..40)
+                .map(|j| other.rate_at(j as f64 * iv + 0.3))
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -87,7 +87,15 @@ pub fn table2() -> Vec<Table2Row> {
                     let computed = format!("{:.*}", decimals(published), gib);
                     let differs = computed != published;
                     let note = (published == "200.6").then_some(TYPO_NOTE);
-                    Table2Cell { iterations: iters, samples, gib, published, computed, differs, note }
+                    Table2Cell {
+                        iterations: iters,
+                        samples,
+                        gib,
+                        published,
+                        computed,
+                        differs,
+                        note,
+                    }
                 })
                 .collect(),
         })
@@ -100,21 +108,45 @@ pub fn render_table2() -> String {
     let rows = table2();
     let mut out = String::new();
     out.push_str("Table II: data accumulated with streaming in DDL (persistence), Eq. 3: Q = T*t*S + S samples x 3072 B, GiB\n");
-    out.push_str("Each cell: recomputed [paper]; * = differs from the paper at its printed precision\n\n");
-    let header = ["Model", "t (s)", "S (img/s)", "T = 10^3", "T = 10^4", "T = 10^5"];
+    out.push_str(
+        "Each cell: recomputed [paper]; * = differs from the paper at its printed precision\n\n",
+    );
+    let header = [
+        "Model",
+        "t (s)",
+        "S (img/s)",
+        "T = 10^3",
+        "T = 10^4",
+        "T = 10^5",
+    ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in &rows {
-        let mut line = vec![r.model.to_string(), format!("{}", r.iter_time_s), format!("{}", r.rate)];
+        let mut line = vec![
+            r.model.to_string(),
+            format!("{}", r.iter_time_s),
+            format!("{}", r.rate),
+        ];
         for c in &r.cells {
             let mark = if c.differs { "*" } else { "" };
             line.push(format!("{} [{}]{}", c.computed, c.published, mark));
         }
         table.push(line);
     }
-    let widths: Vec<usize> =
-        (0..header.len()).map(|j| table.iter().map(|l| l[j].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|j| {
+            table
+                .iter()
+                .map(|l| l[j].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for (i, line) in table.iter().enumerate() {
-        let cells: Vec<String> = line.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
         if i == 0 {
@@ -123,8 +155,14 @@ pub fn render_table2() -> String {
             out.push('\n');
         }
     }
-    let differing = rows.iter().flat_map(|r| &r.cells).filter(|c| c.differs).count();
-    out.push_str(&format!("\n{differing} of 12 cells differ from the paper at its printed precision.\n"));
+    let differing = rows
+        .iter()
+        .flat_map(|r| &r.cells)
+        .filter(|c| c.differs)
+        .count();
+    out.push_str(&format!(
+        "\n{differing} of 12 cells differ from the paper at its printed precision.\n"
+    ));
     for r in &rows {
         for c in r.cells.iter().filter(|c| c.note.is_some()) {
             out.push_str(&format!(
@@ -159,7 +197,13 @@ mod tests {
         assert_eq!(rows.len(), 4);
         for (row, spec) in rows.iter().zip(SPEC_RECOMPUTED) {
             for (cell, want) in row.cells.iter().zip(spec) {
-                assert_eq!(format!("{:.*}", decimals(want), cell.gib), want, "{} S={}", row.model, row.rate);
+                assert_eq!(
+                    format!("{:.*}", decimals(want), cell.gib),
+                    want,
+                    "{} S={}",
+                    row.model,
+                    row.rate
+                );
             }
         }
         // One cell by hand: 1000 · 1.2 · 100 + 100 = 120100 samples · 3072 B / 2^30.
@@ -170,20 +214,41 @@ mod tests {
 
     #[test]
     fn marks_exactly_the_differing_cells() {
-        let differing: Vec<&str> =
-            table2().iter().flat_map(|r| r.cells.iter()).filter(|c| c.differs).map(|c| c.published).collect();
-        assert_eq!(differing, vec!["0.35", "3.5", "200.6", "0.47", "4.69", "46.8", "274.83"]);
-        let computed: Vec<String> =
-            table2().iter().flat_map(|r| r.cells.iter()).filter(|c| c.differs).map(|c| c.computed.clone()).collect();
-        assert_eq!(computed, vec!["0.34", "3.4", "206.0", "0.46", "4.58", "45.8", "274.66"]);
+        let differing: Vec<&str> = table2()
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .filter(|c| c.differs)
+            .map(|c| c.published)
+            .collect();
+        assert_eq!(
+            differing,
+            vec!["0.35", "3.5", "200.6", "0.47", "4.69", "46.8", "274.83"]
+        );
+        let computed: Vec<String> = table2()
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .filter(|c| c.differs)
+            .map(|c| c.computed.clone())
+            .collect();
+        assert_eq!(
+            computed,
+            vec!["0.34", "3.4", "206.0", "0.46", "4.58", "45.8", "274.66"]
+        );
     }
 
     #[test]
     fn flags_the_typo() {
         let rows = table2();
-        let noted: Vec<&Table2Cell> = rows.iter().flat_map(|r| r.cells.iter()).filter(|c| c.note.is_some()).collect();
+        let noted: Vec<&Table2Cell> = rows
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .filter(|c| c.note.is_some())
+            .collect();
         assert_eq!(noted.len(), 1);
-        assert_eq!((noted[0].published, noted[0].computed.as_str()), ("200.6", "206.0"));
+        assert_eq!(
+            (noted[0].published, noted[0].computed.as_str()),
+            ("200.6", "206.0")
+        );
         let text = render_table2();
         assert!(text.contains("206.0 [200.6]*"), "{text}");
         assert!(text.contains("34.33 [34.33]") && !text.contains("34.33 [34.33]*"));
@@ -197,10 +262,19 @@ mod tests {
         // tS = 0 is flat at 1 (S = 10).
         assert_eq!(fig4a_log10_q(5000.0, 0.0, 10.0), 1.0);
         for (ts, read) in [(10.0, 4.7), (100.0, 5.7), (600.0, 6.5)] {
-            assert!((fig4a_log10_q(5000.0, ts, 10.0) - read).abs() < 0.05, "tS={ts}");
+            assert!(
+                (fig4a_log10_q(5000.0, ts, 10.0) - read).abs() < 0.05,
+                "tS={ts}"
+            );
         }
         // Eq. 2 reduces to Eq. 3 when b = 0.
-        assert_eq!(eq2_samples(10.0, 1.5, 50.0, 0.0), eq3_samples(10.0, 1.5, 50.0));
-        assert_eq!(eq2_samples(10.0, 1.5, 50.0, 64.0), (75.0 - 64.0) * 10.0 + 50.0);
+        assert_eq!(
+            eq2_samples(10.0, 1.5, 50.0, 0.0),
+            eq3_samples(10.0, 1.5, 50.0)
+        );
+        assert_eq!(
+            eq2_samples(10.0, 1.5, 50.0, 64.0),
+            (75.0 - 64.0) * 10.0 + 50.0
+        );
     }
 }

@@ -507,7 +507,12 @@ mod tests {
 #[cfg(test)]
 mod timing_tmp {
     use super::*;
-    use std::time::Instant;
+
+    /// CPU time of the calling thread in seconds (robust to a loaded machine).
+    pub fn cpu_now() -> f64 {
+        let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        s.split_whitespace().next().unwrap().parse::<f64>().unwrap() * 1e-9
+    }
 
     fn run(s: Conv2dShape, limit: usize) -> (f64, f64) {
         let x = vec![0.5f32; s.in_len()];
@@ -517,23 +522,26 @@ mod timing_tmp {
         let mut dx = vec![0.0; s.in_len()];
         let mut dw = vec![0.0; s.weight_len()];
         conv2d_forward_chunked(&s, &x, &w, None, &mut y, &mut ws, limit);
-        let reps = 3;
-        let t = Instant::now();
+        let reps = 2;
+        let t = cpu_now();
         for _ in 0..reps {
             conv2d_forward_chunked(&s, &x, &w, None, &mut y, &mut ws, limit);
         }
-        let tf = t.elapsed().as_secs_f64() / reps as f64;
-        let t = Instant::now();
+        let tf = (cpu_now() - t) / reps as f64;
+        let t = cpu_now();
         for _ in 0..reps {
             conv2d_backward_chunked(&s, &x, &w, &y, Some(&mut dx), &mut dw, None, &mut ws, limit);
         }
-        let tb = t.elapsed().as_secs_f64() / reps as f64;
+        let tb = (cpu_now() - t) / reps as f64;
         (tf, tb)
     }
 
     #[test]
     #[ignore]
     fn timing_conv() {
+        crate::backend::cpu::gemm::set_num_threads(1);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
         let shapes = [
             Conv2dShape { n: 64, c_in: 3, h: 32, w: 32, c_out: 64, kh: 3, kw: 3, stride: 1, pad: 1 },
             Conv2dShape { n: 64, c_in: 64, h: 32, w: 32, c_out: 64, kh: 3, kw: 3, stride: 1, pad: 1 },
@@ -552,6 +560,7 @@ mod timing_tmp {
                     s.c_in, s.c_out, s.h, s.w, s.kh, images_per_chunk(&s, l), tf * 1e3, flops / tf / 1e9, tb * 1e3, 2.0 * flops / tb / 1e9);
             }
         }
+        });
     }
 }
 #[cfg(test)]
@@ -560,14 +569,15 @@ mod timing_tmp2 {
     #[ignore]
     fn timing_gemm() {
         use crate::backend::cpu::gemm::sgemm;
-        for &(m, n, k) in &[(1024usize, 1024usize, 1024usize), (64, 65536, 576), (256, 4096, 2304), (512, 1024, 4608)] {
+        crate::backend::cpu::gemm::set_num_threads(1);
+        for &(m, n, k) in &[(1024usize, 1024usize, 1024usize), (64, 65536, 576), (64, 1024, 576), (256, 4096, 2304), (512, 1024, 4608)] {
             let a = vec![0.5f32; m * k];
             let b = vec![0.5f32; k * n];
             let mut c = vec![0.0f32; m * n];
             sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n);
-            let t = std::time::Instant::now();
+            let t = super::timing_tmp::cpu_now();
             for _ in 0..3 { sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n); }
-            let dt = t.elapsed().as_secs_f64() / 3.0;
+            let dt = (super::timing_tmp::cpu_now() - t) / 3.0;
             eprintln!("gemm {m}x{n}x{k}: {:.2} ms {:.1} GF/s", dt * 1e3, 2.0 * (m * n * k) as f64 / dt / 1e9);
         }
     }

@@ -740,8 +740,8 @@ impl CudaBackend {
     }
 
     /// Mean over the batch of `−log softmax(logits)[label]`; when `dlogits` is given it gets
-    /// `(softmax − onehot)/n` (as `cpu::softmax_cross_entropy`). Labels must be `< classes`
-    /// (the data layer validates them). Waits for the stream to return the loss.
+    /// `(softmax − onehot)/n` (as `cpu::softmax_cross_entropy`). A label `>= classes` makes the
+    /// loss NaN (the data layer validates labels first). Waits for the stream to return the loss.
     pub fn softmax_cross_entropy(
         &self,
         logits: &CudaView<'_, f32>,
