@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # CPU training-step throughput of scadles next to PyTorch on the same machine, and their ratio.
 #
-#   scripts/bench_cpu.sh [--batch 64] [--threads 2] [--models resnet18-cifar,resnet152,vgg19_bn]
+#   scripts/bench_cpu.sh [--batch 64] [--threads 2] [--steps 5] [--warmup 2]
+#                        [--models resnet18-cifar,resnet152,vgg19_bn]
 #
-# Runs `target/release/scadles bench` (built with `cargo build --release` if missing) and
+# Runs `target/release/scadles bench step` (built with `cargo build --release` if missing) and
 # scripts/bench_torch.py (venv from scripts/setup_torch.sh; $SCADLES_TORCH_VENV, default
 # /opt/scadles-torch), one after the other so they never share the cores, then joins their
 # `bench model=M shape=S ... img_per_s=X ...` lines on (model, shape) and prints scadles/PyTorch.
 # Both sides do the same step: zero grad, forward, mean cross-entropy, backward, SGD(0.1, 0.9, 1e-4).
+# Run it on an idle machine: torch's OpenMP threads spin at barriers and lose several-fold when other
+# processes share the cores (`OMP_WAIT_POLICY=PASSIVE scripts/bench_cpu.sh` softens that for torch).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${SCADLES_TORCH_VENV:-/opt/scadles-torch}
 BATCH=64
 THREADS=2
+STEPS=5
+WARMUP=2
 MODELS=resnet18-cifar,resnet152,vgg19_bn
 while [ $# -gt 0 ]; do
     case "$1" in
         --batch) BATCH=$2; shift 2 ;;
         --threads) THREADS=$2; shift 2 ;;
+        --steps) STEPS=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
         --models) MODELS=$2; shift 2 ;;
-        *) echo "bench_cpu.sh: unknown argument '$1'; expected --batch N, --threads N or --models LIST" >&2; exit 2 ;;
+        *) echo "bench_cpu.sh: unknown argument '$1'; expected --batch N, --threads N, --steps N, --warmup N or --models LIST" >&2; exit 2 ;;
     esac
 done
 # This environment may pin OpenBLAS to AVX2 kernels; the comparison wants each library at its best.
@@ -34,13 +41,19 @@ if [ ! -x "$VENV/bin/python" ]; then
     exit 1
 fi
 
+# Both libraries lose badly when other processes share the cores (OpenMP barriers spin), so say so.
+LOAD=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$LOAD" 'BEGIN { exit !(l > 0.5) }'; then
+    echo "bench_cpu.sh: warning: 1-minute load average is $LOAD before starting; timings will be noisy" >&2
+fi
+
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 echo "== scadles ($BIN)"
-"$BIN" bench --models "$MODELS" --batch "$BATCH" --threads "$THREADS" | tee "$TMP/scadles.txt"
+COMMON=(--models "$MODELS" --batch "$BATCH" --threads "$THREADS" --steps "$STEPS" --warmup "$WARMUP")
+"$BIN" bench step "${COMMON[@]}" | tee "$TMP/scadles.txt"
 echo "== PyTorch ($VENV)"
-"$VENV/bin/python" "$ROOT/scripts/bench_torch.py" --models "$MODELS" --batch "$BATCH" --threads "$THREADS" \
-    | tee "$TMP/torch.txt"
+"$VENV/bin/python" "$ROOT/scripts/bench_torch.py" "${COMMON[@]}" | tee "$TMP/torch.txt"
 
 echo
 echo "== scadles / PyTorch, batch $BATCH, $THREADS threads, $(nproc) cores on this machine"

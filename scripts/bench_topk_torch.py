@@ -6,7 +6,7 @@ Prints one row per compression ratio in the format of scadles' TopkBenchRow:
   topk impl=torch n=<n> cr=<cr> k=<k> reps=<r> median_s=<s> elems_per_s=<e>
 k follows scadles' k_for: max(1, floor(n*cr)), capped at n.
 
-Usage: bench_topk_torch.py [--n 60000000] [--crs 0.1,0.01,0.001] [--reps 5] [--threads 2]
+Usage: bench_topk_torch.py [--n 60192808] [--crs 0.1,0.01] [--reps 5] [--threads 2]
 """
 import argparse
 import math
@@ -31,8 +31,8 @@ def k_for(n: int, cr: float) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=60_000_000)
-    ap.add_argument("--crs", default="0.1,0.01,0.001")
+    ap.add_argument("--n", type=int, default=60_192_808)
+    ap.add_argument("--crs", default="0.1,0.01")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

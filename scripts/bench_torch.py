@@ -21,9 +21,12 @@ scripts/bench_cpu.sh can join the two. Usage:
       [--batch 64] [--threads 2] [--warmup 2] [--steps 5]
 
 Unset OPENBLAS_CORETYPE before timing (torch uses MKL, but numpy/OpenBLAS-backed pieces are slowed
-by it).
+by it). Time on an otherwise idle machine: torch's OpenMP threads spin at their barriers, so when
+other processes hold the cores a 2-thread step can be several times slower than a 1-thread one
+(OMP_WAIT_POLICY=PASSIVE removes most of that loss, but is not torch's default).
 """
 import argparse
+import os
 import sys
 import time
 
@@ -140,6 +143,7 @@ class VGGBN(nn.Module):
 
 def build(name, use_torchvision):
     """Returns (model, shape label, num_classes)."""
+    name = name.removesuffix("-torchvision")  # `scadles bench step` accepts the explicit suffix too
     if use_torchvision:
         from torchvision import models as tvm
         if name == "resnet18-cifar":
@@ -163,6 +167,7 @@ def build(name, use_torchvision):
 
 def bench(name, batch, threads, warmup, steps, use_torchvision):
     model, shape, classes = build(name, use_torchvision)
+    name = name.removesuffix("-torchvision")
     nparams = sum(p.numel() for p in model.parameters())
     assert nparams == PARAM_COUNTS[name], f"{name}: {nparams} parameters, expected {PARAM_COUNTS[name]}"
     model.train()
@@ -212,7 +217,8 @@ def main():
         except ImportError:
             use_tv = False
     print(f"# torch {torch.__version__}, torchvision {'yes' if use_tv else 'no (plain-torch models)'}, "
-          f"threads {torch.get_num_threads()}", file=sys.stderr)
+          f"threads {torch.get_num_threads()}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         bench(name, args.batch, args.threads, args.warmup, args.steps, use_tv)
 

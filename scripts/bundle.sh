@@ -7,7 +7,8 @@
 #   bundle/kernels/           the CUDA sources (also embedded in the binary)
 #   bundle/run.sh NP args...  mpirun wrapper (root + oversubscribe allowed, NVRTC dir exported)
 #   bundle/gpu_check.sh       the GPU check (scripts/gpu_check.sh)
-# and target/bundle/scadles-bundle.tgz. The build goes to target/bundle so it does not disturb the default
+# and target/bundle/scadles-bundle.tgz (what to carry to the GPU machine: the unpacked bundle is
+# larger than its 64 MiB carry limit; `tar xzf scadles-bundle.tgz && bundle/gpu_check.sh`). The build goes to target/bundle so it does not disturb the default
 # (MPICH) build in target/. A full release build: minutes on 2 cores.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +61,8 @@ mkdir -p "$OUT/mpi" "$OUT/tests"
 cp "$CARGO_TARGET_DIR/release/scadles" "$OUT/"
 cp "$OPS_BIN" "$OUT/tests/cuda_ops"
 cp "$NVRTC_BIN" "$OUT/tests/cuda_nvrtc"
+# Symbols are not needed on the GPU box; each binary carries OpenBLAS's kernels for every CPU.
+strip --strip-unneeded "$OUT/scadles" "$OUT/tests/cuda_ops" "$OUT/tests/cuda_nvrtc"
 cp -r kernels "$OUT/kernels"
 cp scripts/gpu_check.sh "$OUT/gpu_check.sh"
 (

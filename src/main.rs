@@ -152,7 +152,7 @@ fn train(world: &World, args: &TrainArgs) -> Result<scadles::train::Summary> {
 
 fn run_one(world: &World, cfg: &RunConfig, out: Option<PathBuf>, quiet: bool) -> Result<scadles::train::Summary> {
     let res = cfg.validate(world.size())?;
-    let _device = scadles::backend::cuda::select(cfg.device, world.rank())?;
+    check_device(world, cfg)?;
     scadles::train::set_threads(scadles::train::threads_per_rank(cfg.threads));
     let out = out.or_else(|| cfg.out.clone()).unwrap_or_else(scadles::metrics::default_run_dir);
     let mut resolved = cfg.clone();
@@ -172,6 +172,31 @@ fn run_one(world: &World, cfg: &RunConfig, out: Option<PathBuf>, quiet: bool) ->
         print_summary(&s);
     }
     Ok(s)
+}
+
+/// Resolves `--device` for this rank (GPU = node-local rank mod GPUs on the node). Models train on
+/// the CPU backend in this build; the CUDA backend provides the kernels at op level.
+fn check_device(world: &World, cfg: &RunConfig) -> Result<()> {
+    use scadles::backend::cuda::{select, Device, DeviceChoice};
+    let local = ["MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().and_then(|v| v.parse().ok()))
+        .unwrap_or(world.rank());
+    let device = select(cfg.device, local).map_err(|e| match e {
+        Error::Cuda(m) => Error::Config(m),
+        other => other,
+    })?;
+    if let Device::Cuda(i) = device {
+        if cfg.device == DeviceChoice::Cuda {
+            return Err(Error::Config(format!(
+                "--device cuda: GPU {i} is present, but model training runs on the CPU backend in this build; use --device cpu or auto"
+            )));
+        }
+        if world.is_root() {
+            eprintln!("note: a GPU is present; model training uses the CPU backend in this build");
+        }
+    }
+    Ok(())
 }
 
 fn prepare_out(out: &std::path::Path, cfg: &RunConfig) -> Result<()> {

@@ -16,7 +16,8 @@ use rayon::prelude::*;
 const SMALL: usize = 1 << 12;
 /// Elements per task in the histogram passes.
 const HIST_CHUNK: usize = 1 << 20;
-/// Elements per block in the compaction (each block's output slot is known before writing).
+/// Elements per block in the compaction (each block's output slot is known before writing); a
+/// multiple of 64 so that every block but the last scans whole 64-lane masks.
 const BLOCK: usize = 1 << 16;
 /// Bins of the first pass: the high 15 bits of a key (the sign bit is always clear).
 const HI_BINS: usize = 1 << 15;
@@ -27,6 +28,61 @@ const LO_BINS: usize = 1 << 16;
 #[inline(always)]
 fn key(v: f32) -> u32 {
     v.to_bits() & 0x7fff_ffff
+}
+
+/// Lanes per bit mask in the scanning passes.
+const LANES: usize = 64;
+
+/// Bits j of the two masks are set when `p(key(c[j]))` and `q(key(c[j]))` hold, for
+/// `c.len() ≤ 64`. Keys have the sign bit clear, so comparing them as i32 is exact and lets the
+/// compiler use packed signed compares on full 64-lane groups.
+#[inline(always)]
+fn masks(c: &[f32], p: impl Fn(i32) -> bool, q: impl Fn(i32) -> bool) -> (u64, u64) {
+    if let Ok(c) = <&[f32; LANES]>::try_from(c) {
+        // 0/1 flags in bytes vectorise as packed compares; 8 flags then fold into 8 mask bits by
+        // one multiply (byte i lands in bit 56 + i).
+        let (mut fp, mut fq) = ([0u8; LANES], [0u8; LANES]);
+        for j in 0..LANES {
+            let kk = key(c[j]) as i32;
+            fp[j] = u8::from(p(kk));
+            fq[j] = u8::from(q(kk));
+        }
+        (pack_flags(&fp), pack_flags(&fq))
+    } else {
+        let (mut mp, mut mq) = (0u64, 0u64);
+        for (j, &v) in c.iter().enumerate() {
+            let kk = key(v) as i32;
+            mp |= u64::from(p(kk)) << j;
+            mq |= u64::from(q(kk)) << j;
+        }
+        (mp, mq)
+    }
+}
+
+/// 64 bytes of 0/1 into a 64-bit mask (bit j = byte j).
+#[inline(always)]
+fn pack_flags(f: &[u8; LANES]) -> u64 {
+    let mut m = 0u64;
+    for g in 0..LANES / 8 {
+        let w = u64::from_le_bytes(f[g * 8..g * 8 + 8].try_into().unwrap());
+        m |= (w.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (g * 8);
+    }
+    m
+}
+
+/// The first `r` set bits of `m` (all of them when `r ≥ popcount(m)`).
+#[inline(always)]
+fn lowest_bits(mut m: u64, r: usize) -> u64 {
+    if r >= m.count_ones() as usize {
+        return m;
+    }
+    let mut out = 0u64;
+    for _ in 0..r {
+        let low = m & m.wrapping_neg();
+        out |= low;
+        m ^= low;
+    }
+    out
 }
 
 /// The number of elements top-k keeps from a tensor of `len` elements at compression ratio `cr`
@@ -69,8 +125,8 @@ pub fn topk(x: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
         topk_small(x, k, idx, val);
         return;
     }
-    let (t, take_eq) = threshold(x, k);
-    compact(x, k, t, take_eq, idx, val);
+    let (t, counts) = threshold(x, k);
+    compact(x, k, t, &counts, idx, val);
 }
 
 /// Select-nth over words `(!key << 32) | index`: ascending word order is descending magnitude, then
@@ -100,7 +156,12 @@ fn histogram<F: Fn(u32) -> Option<usize> + Sync>(x: &[f32], bins: usize, bin_of:
                 h
             },
         )
-        .map(|h| h.into_iter().map(u64::from).collect::<Vec<u64>>())
+        .fold(|| vec![0u64; bins], |mut a, h| {
+            for (x, y) in a.iter_mut().zip(h) {
+                *x += u64::from(y);
+            }
+            a
+        })
         .reduce(
             || vec![0u64; bins],
             |mut a, b| {
@@ -125,52 +186,139 @@ fn find_bin(hist: &[u64], need: u64) -> (usize, u64) {
     unreachable!("histogram holds fewer than k elements")
 }
 
-/// The k-th largest key `t`, and how many elements with key == t belong to the selection (all keys
-/// above `t` belong to it).
-fn threshold(x: &[f32], k: usize) -> (u32, usize) {
-    let hi = histogram(x, HI_BINS, |kk| Some((kk >> 16) as usize));
-    let (hb, need) = find_bin(&hi, k as u64);
-    let hb32 = hb as u32;
-    let lo = histogram(x, LO_BINS, |kk| if kk >> 16 == hb32 { Some((kk & 0xffff) as usize) } else { None });
-    let (lb, take_eq) = find_bin(&lo, need);
-    ((hb32 << 16) | lb as u32, take_eq as usize)
-}
+/// Per compaction block: (elements with key > t, elements with key == t that are taken).
+type BlockCounts = Vec<(usize, usize)>;
 
-/// Writes every element with key > t and the first `take_eq` elements with key == t, in index order.
-fn compact(x: &[f32], k: usize, t: u32, take_eq: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
-    // Pass 1: per block, how many are above and how many equal the threshold.
-    let counts: Vec<(u32, u32)> = x
-        .par_chunks(BLOCK)
-        .map(|b| {
-            let mut gt = 0u32;
-            let mut eq = 0u32;
-            for &v in b {
-                let kk = key(v);
-                gt += u32::from(kk > t);
-                eq += u32::from(kk == t);
+/// The k-th largest key `t` and, per block, how many elements it contributes: all keys above `t`,
+/// plus the elements equal to `t` that the selection needs, lowest indices first.
+///
+/// Fast path: a 1/16 sample brackets the k-th largest key in a narrow key range [lo, hi]; one pass
+/// counts per block the keys above `hi` and collects the few keys inside the range, and `t` is a
+/// select-nth over those candidates. If the bracket misses (it is checked exactly, never trusted),
+/// a histogram of the high 15 key bits gives an exact bracket (one bin) instead; when that bin is
+/// a large share of the data (heavy ties), a second histogram over the low 16 bits gives `t`
+/// directly and a counting pass the per-block counts.
+fn threshold(x: &[f32], k: usize) -> (u32, BlockCounts) {
+    let found = sample_bracket(x, k).and_then(|(lo, hi)| bracket_select(x, k, lo, hi));
+    let (t, counts) = match found {
+        Some(r) => r,
+        None => {
+            let hist = histogram(x, HI_BINS, |kk| Some((kk >> 16) as usize));
+            let (hb, need) = find_bin(&hist, k as u64);
+            let (lo, hi) = ((hb as u32) << 16, ((hb as u32) << 16) | 0xffff);
+            if hist[hb] as usize <= x.len() / 8 {
+                bracket_select(x, k, lo, hi).expect("the histogram bin brackets the k-th largest key")
+            } else {
+                let hb32 = hb as u32;
+                let low = histogram(x, LO_BINS, |kk| if kk >> 16 == hb32 { Some((kk & 0xffff) as usize) } else { None });
+                let (lb, _) = find_bin(&low, need);
+                let t = lo | lb as u32;
+                let ti = t as i32;
+                let counts: Vec<(usize, usize)> = x
+                    .par_chunks(BLOCK)
+                    .map(|b| {
+                        b.chunks(LANES).fold((0usize, 0usize), |(gt, eq), c| {
+                            let (g, e) = masks(c, |kk| kk > ti, |kk| kk == ti);
+                            (gt + g.count_ones() as usize, eq + e.count_ones() as usize)
+                        })
+                    })
+                    .collect();
+                (t, counts)
             }
-            (gt, eq)
-        })
-        .collect();
+        }
+    };
     // Ties go to the lowest indices: earlier blocks take their equal elements first.
-    let mut left = take_eq;
-    let quotas: Vec<(usize, usize)> = counts
-        .iter()
-        .map(|&(gt, eq)| {
-            let q = (eq as usize).min(left);
+    let mut left = k - counts.iter().map(|c| c.0).sum::<usize>();
+    let counts = counts
+        .into_iter()
+        .map(|(gt, eq)| {
+            let q = eq.min(left);
             left -= q;
-            (gt as usize + q, q)
+            (gt, q)
         })
         .collect();
     debug_assert_eq!(left, 0);
-    debug_assert_eq!(quotas.iter().map(|q| q.0).sum::<usize>(), k);
+    (t, counts)
+}
 
+/// A key range [lo, hi] that very likely holds the k-th largest key, from every 128th group of 64
+/// elements: the sample's order statistics around rank k·m/n, widened by six binomial standard
+/// deviations plus a margin. `None` when the input is too short to sample or the range would hold
+/// more than 1/8 of the data (ties), where the histogram route is cheaper.
+fn sample_bracket(x: &[f32], k: usize) -> Option<(u32, u32)> {
+    const STRIDE: usize = 128;
+    if x.len() < (1 << 18) {
+        return None;
+    }
+    let mut sample: Vec<u32> = x.chunks(LANES * STRIDE).flat_map(|c| c[..LANES.min(c.len())].iter().map(|&v| key(v))).collect();
+    let m = sample.len();
+    // Rank counted from the top (1 = largest) that the k-th largest has in the sample.
+    let r = (k as f64) * (m as f64) / (x.len() as f64);
+    let spread = 6.0 * (r * (1.0 - r / m as f64)).max(0.0).sqrt() + 64.0;
+    let r_hi = ((r - spread).floor().max(1.0) as usize).min(m);
+    let r_lo = ((r + spread).ceil() as usize).clamp(r_hi, m);
+    let desc = |a: &u32, b: &u32| b.cmp(a);
+    let (_, &mut hi, rest) = sample.select_nth_unstable_by(r_hi - 1, desc);
+    // The sample's r_lo-th largest lies in the part after the r_hi-th.
+    let lo = if r_lo == r_hi { hi } else { *rest.select_nth_unstable_by(r_lo - r_hi - 1, desc).1 };
+    let hi = if r_hi == 1 { u32::MAX } else { hi };
+    let lo = if r_lo == m { 0 } else { lo };
+    let inside = sample.iter().filter(|&&s| s >= lo && s <= hi).count();
+    (inside <= m / 8).then_some((lo, hi))
+}
+
+/// One pass: per block, the keys above `hi` (counted) and the keys in [lo, hi] (collected). If
+/// fewer than k lie above `hi` and at least k at or above `lo`, the k-th largest is among the
+/// candidates: returns it and the per-block (above t, equal to t) counts. Otherwise `None`.
+fn bracket_select(x: &[f32], k: usize, lo: u32, hi: u32) -> Option<(u32, BlockCounts)> {
+    let (lo_i, hi_i) = (lo.min(i32::MAX as u32) as i32, hi.min(i32::MAX as u32) as i32);
+    let per_block: Vec<(usize, Vec<u32>)> = x
+        .par_chunks(BLOCK)
+        .map(|b| {
+            let mut above = 0usize;
+            let mut cand = Vec::new();
+            for c in b.chunks(LANES) {
+                let (gt_hi, ge_lo) = masks(c, |kk| kk > hi_i, |kk| kk >= lo_i);
+                above += gt_hi.count_ones() as usize;
+                let mut inside = ge_lo & !gt_hi;
+                while inside != 0 {
+                    let j = inside.trailing_zeros() as usize;
+                    cand.push(key(c[j]));
+                    inside &= inside - 1;
+                }
+            }
+            (above, cand)
+        })
+        .collect();
+    let above: usize = per_block.iter().map(|b| b.0).sum();
+    let inside: usize = per_block.iter().map(|b| b.1.len()).sum();
+    if above >= k || above + inside < k {
+        return None;
+    }
+    let mut all: Vec<u32> = per_block.iter().flat_map(|b| b.1.iter().copied()).collect();
+    let (_, &mut t, _) = all.select_nth_unstable_by(k - above - 1, |a, b| b.cmp(a));
+    let counts = per_block
+        .iter()
+        .map(|(above, cand)| {
+            let gt = cand.iter().filter(|&&c| c > t).count();
+            let eq = cand.iter().filter(|&&c| c == t).count();
+            (above + gt, eq)
+        })
+        .collect();
+    Some((t, counts))
+}
+
+/// Writes, per block and in index order, every element with key > t and the first `q` elements
+/// with key == t (`counts[b] = (above, q)`).
+fn compact(x: &[f32], k: usize, t: u32, counts: &[(usize, usize)], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+    debug_assert_eq!(counts.iter().map(|c| c.0 + c.1).sum::<usize>(), k);
     idx.resize(k, 0);
     val.resize(k, 0.0);
-    // Pass 2: hand each block its own disjoint output window.
-    let mut jobs = Vec::with_capacity(quotas.len());
+    // Hand each block its own disjoint output window.
+    let mut jobs = Vec::with_capacity(counts.len());
     let (mut ri, mut rv) = (&mut idx[..], &mut val[..]);
-    for (bi, &(total, q)) in quotas.iter().enumerate() {
+    for (bi, &(gt, q)) in counts.iter().enumerate() {
+        let total = gt + q;
         let (oi, rest_i) = ri.split_at_mut(total);
         let (ov, rest_v) = rv.split_at_mut(total);
         ri = rest_i;
@@ -182,22 +330,24 @@ fn compact(x: &[f32], k: usize, t: u32, take_eq: usize, idx: &mut Vec<u32>, val:
     jobs.into_par_iter().for_each(|(bi, q, oi, ov)| {
         let base = bi * BLOCK;
         let block = &x[base..(base + BLOCK).min(x.len())];
+        let ti = t as i32;
         let mut o = 0usize;
         let mut eq_left = q;
-        for (j, &v) in block.iter().enumerate() {
-            let kk = key(v);
-            let take = kk > t || (kk == t && eq_left > 0);
-            if take {
-                eq_left -= usize::from(kk == t);
-                oi[o] = (base + j) as u32;
-                ov[o] = v;
+        for (g, c) in block.chunks(LANES).enumerate() {
+            let (gt, eq) = masks(c, |kk| kk > ti, |kk| kk == ti);
+            let taken_eq = lowest_bits(eq, eq_left);
+            eq_left -= taken_eq.count_ones() as usize;
+            let mut sel = gt | taken_eq;
+            while sel != 0 {
+                let j = sel.trailing_zeros() as usize;
+                oi[o] = (base + g * LANES + j) as u32;
+                ov[o] = c[j];
                 o += 1;
-                if o == oi.len() {
-                    break;
-                }
+                sel &= sel - 1;
             }
         }
-        debug_assert_eq!(o, oi.len());
+        let total = oi.len();
+        debug_assert_eq!(o, total);
     });
 }
 
@@ -281,6 +431,32 @@ mod tests {
         let x = random(n, 7);
         let order = reference_order(&x);
         for k in [1, 17, n / 100, n / 10, n - 1] {
+            check_with(&x, &order, k);
+        }
+    }
+
+    #[test]
+    fn mid_size_inputs_match_sort_reference() {
+        // Between SMALL and the sampling cut-off: the histogram route.
+        let x = random(100_003, 8);
+        let order = reference_order(&x);
+        for k in [1, 999, 10_000, 100_002] {
+            check_with(&x, &order, k);
+        }
+    }
+
+    #[test]
+    fn misleading_sample_falls_back_to_exact_route() {
+        // The sampled groups (every 128th group of 64) hold only small values, so the sample's
+        // bracket misses the true k-th largest and the histogram route must take over.
+        let n = 1 << 20;
+        let mut r = StdRng::seed_from_u64(4);
+        let x: Vec<f32> = (0..n)
+            .map(|i| if (i / LANES) % 128 == 0 { r.gen_range(-1.0f32..1.0) } else { r.gen_range(-1e3f32..1e3) })
+            .collect();
+        let order = reference_order(&x);
+        for k in [n / 2, n / 10, n - n / 200] {
+            assert!(sample_bracket(&x, k).is_some_and(|(lo, hi)| bracket_select(&x, k, lo, hi).is_none()));
             check_with(&x, &order, k);
         }
     }

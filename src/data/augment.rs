@@ -21,7 +21,11 @@ pub struct CropFlip {
 
 impl CropFlip {
     /// The identity: the centre crop, not flipped.
-    pub const NONE: CropFlip = CropFlip { dy: CROP_PADDING, dx: CROP_PADDING, flip: false };
+    pub const NONE: CropFlip = CropFlip {
+        dy: CROP_PADDING,
+        dx: CROP_PADDING,
+        flip: false,
+    };
 
     /// Draws a crop offset uniformly from the 9×9 positions and a fair coin for the flip.
     pub fn sample(rng: &mut StdRng) -> CropFlip {
@@ -64,7 +68,11 @@ fn fill_image(src: &[u8], t: &[[f32; 256]; 3], aug: CropFlip, out: &mut [f32]) {
                 // Flipping the crop: output column x reads crop column 31 - x.
                 let cx = if aug.flip { IMAGE_SIDE - 1 - x } else { x };
                 let sx = cx as isize + aug.dx as isize - CROP_PADDING as isize;
-                *o = if (0..s).contains(&sx) { t[c][src_row[sx as usize] as usize] } else { pad };
+                *o = if (0..s).contains(&sx) {
+                    t[c][src_row[sx as usize] as usize]
+                } else {
+                    pad
+                };
             }
         }
     }
@@ -87,13 +95,15 @@ pub fn make_batch(
     out.clear();
     out.resize(idx.len() * IMAGE_BYTES, 0.0);
     let seeds: Option<Vec<u64>> = augment.map(|rng| idx.iter().map(|_| rng.gen()).collect());
-    out.par_chunks_mut(IMAGE_BYTES).enumerate().for_each(|(j, o)| {
-        let aug = match &seeds {
-            Some(s) => CropFlip::sample(&mut StdRng::seed_from_u64(s[j])),
-            None => CropFlip::NONE,
-        };
-        fill_image(ds.image(idx[j]), &t, aug, o);
-    });
+    out.par_chunks_mut(IMAGE_BYTES)
+        .enumerate()
+        .for_each(|(j, o)| {
+            let aug = match &seeds {
+                Some(s) => CropFlip::sample(&mut StdRng::seed_from_u64(s[j])),
+                None => CropFlip::NONE,
+            };
+            fill_image(ds.image(idx[j]), &t, aug, o);
+        });
     idx.iter().map(|&i| ds.labels[i] as usize).collect()
 }
 
@@ -105,11 +115,17 @@ mod tests {
         let mut s = 12345u64;
         let images = (0..n * IMAGE_BYTES)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (s >> 56) as u8
             })
             .collect();
-        Dataset { images, labels: (0..n as u16).map(|i| i % 3).collect(), num_classes: 3 }
+        Dataset {
+            images,
+            labels: (0..n as u16).map(|i| i % 3).collect(),
+            num_classes: 3,
+        }
     }
 
     /// Independent f64 reference: pad to 40×40 with zeros in [0,1] units, crop at (dy,dx), flip, normalise.
@@ -120,7 +136,8 @@ mod tests {
             let mut padded = vec![0f64; p * p];
             for y in 0..IMAGE_SIDE {
                 for x in 0..IMAGE_SIDE {
-                    padded[(y + 4) * p + x + 4] = img[c * PLANE + y * IMAGE_SIDE + x] as f64 / 255.0;
+                    padded[(y + 4) * p + x + 4] =
+                        img[c * PLANE + y * IMAGE_SIDE + x] as f64 / 255.0;
                 }
             }
             for y in 0..IMAGE_SIDE {
@@ -136,7 +153,9 @@ mod tests {
     }
 
     fn close(a: &[f32], b: &[f64]) -> bool {
-        a.iter().zip(b).all(|(&x, &y)| (x as f64 - y).abs() <= 1e-5 + 1e-6 * y.abs())
+        a.iter()
+            .zip(b)
+            .all(|(&x, &y)| (x as f64 - y).abs() <= 1e-5 + 1e-6 * y.abs())
     }
 
     #[test]
@@ -150,10 +169,20 @@ mod tests {
         assert_eq!(labels, vec![1, 0]);
         assert_eq!(out.len(), 2 * IMAGE_BYTES);
         let want = (200.0 / 255.0 - 0.456) / 0.224;
-        assert!((out[PLANE + 3 * 32 + 5] as f64 - want).abs() < 1e-6, "{}", out[PLANE + 3 * 32 + 5]);
+        assert!(
+            (out[PLANE + 3 * 32 + 5] as f64 - want).abs() < 1e-6,
+            "{}",
+            out[PLANE + 3 * 32 + 5]
+        );
         assert!((want - 1.465_686_274_509_804).abs() < 1e-12);
-        assert!(close(&out[..IMAGE_BYTES], &reference(d.image(1), &norm, 4, 4, false)));
-        assert!(close(&out[IMAGE_BYTES..], &reference(d.image(0), &norm, 4, 4, false)));
+        assert!(close(
+            &out[..IMAGE_BYTES],
+            &reference(d.image(1), &norm, 4, 4, false)
+        ));
+        assert!(close(
+            &out[IMAGE_BYTES..],
+            &reference(d.image(0), &norm, 4, 4, false)
+        ));
     }
 
     #[test]
@@ -182,7 +211,8 @@ mod tests {
                     }
                 }
             }
-            let (dy, dx, flip) = found.unwrap_or_else(|| panic!("image {j} is no crop/flip of its source"));
+            let (dy, dx, flip) =
+                found.unwrap_or_else(|| panic!("image {j} is no crop/flip of its source"));
             flips += flip as usize;
             shifted += ((dy, dx) != (4, 4)) as usize;
         }

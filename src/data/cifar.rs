@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 
 const CIFAR10_RECORD: usize = 1 + IMAGE_BYTES;
 const CIFAR100_RECORD: usize = 2 + IMAGE_BYTES;
-const CIFAR10_TRAIN: [&str; 5] =
-    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+const CIFAR10_TRAIN: [&str; 5] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+];
 const CIFAR10_TEST: &str = "test_batch.bin";
 const CIFAR10_SUBDIR: &str = "cifar-10-batches-bin";
 const CIFAR10_EXPECTED: &str =
@@ -29,7 +34,10 @@ const CIFAR100_COARSE: usize = 20;
 /// Picks `dir` or its archive subfolder, whichever holds `first`; errors name what is missing.
 fn resolve_dir(dir: &Path, subdir: &str, first: &str, expected: &str) -> Result<PathBuf> {
     if !dir.is_dir() {
-        return Err(Error::Data(format!("{} not found ({expected})", dir.display())));
+        return Err(Error::Data(format!(
+            "{} not found ({expected})",
+            dir.display()
+        )));
     }
     if dir.join(first).is_file() {
         return Ok(dir.to_path_buf());
@@ -38,13 +46,19 @@ fn resolve_dir(dir: &Path, subdir: &str, first: &str, expected: &str) -> Result<
     if sub.join(first).is_file() {
         return Ok(sub);
     }
-    Err(Error::Data(format!("{} not found ({expected})", dir.join(first).display())))
+    Err(Error::Data(format!(
+        "{} not found ({expected})",
+        dir.join(first).display()
+    )))
 }
 
 /// Reads a whole file after checking that it exists and holds a positive whole number of records.
 fn read_records(path: &Path, record: usize, name: &str, expected: &str) -> Result<Vec<u8>> {
     if !path.is_file() {
-        return Err(Error::Data(format!("{} not found ({expected})", path.display())));
+        return Err(Error::Data(format!(
+            "{} not found ({expected})",
+            path.display()
+        )));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.is_empty() || bytes.len() % record != 0 {
@@ -81,7 +95,11 @@ fn append_cifar10(path: &Path, ds: &mut Dataset) -> Result<()> {
 fn read_cifar100_file(path: &Path) -> Result<Dataset> {
     let bytes = read_records(path, CIFAR100_RECORD, "CIFAR-100", CIFAR100_EXPECTED)?;
     let n = bytes.len() / CIFAR100_RECORD;
-    let mut ds = Dataset { images: Vec::with_capacity(n * IMAGE_BYTES), labels: Vec::with_capacity(n), num_classes: 100 };
+    let mut ds = Dataset {
+        images: Vec::with_capacity(n * IMAGE_BYTES),
+        labels: Vec::with_capacity(n),
+        num_classes: 100,
+    };
     for (r, rec) in bytes.chunks_exact(CIFAR100_RECORD).enumerate() {
         let (coarse, fine) = (rec[0], rec[1]);
         if coarse as usize >= CIFAR100_COARSE {
@@ -106,11 +124,19 @@ fn read_cifar100_file(path: &Path) -> Result<Dataset> {
 /// the five training batches in order, then the test batch. Returns (train, test).
 pub fn read_cifar10(dir: &Path) -> Result<(Dataset, Dataset)> {
     let base = resolve_dir(dir, CIFAR10_SUBDIR, CIFAR10_TRAIN[0], CIFAR10_EXPECTED)?;
-    let mut train = Dataset { images: Vec::new(), labels: Vec::new(), num_classes: 10 };
+    let mut train = Dataset {
+        images: Vec::new(),
+        labels: Vec::new(),
+        num_classes: 10,
+    };
     for name in CIFAR10_TRAIN {
         append_cifar10(&base.join(name), &mut train)?;
     }
-    let mut test = Dataset { images: Vec::new(), labels: Vec::new(), num_classes: 10 };
+    let mut test = Dataset {
+        images: Vec::new(),
+        labels: Vec::new(),
+        num_classes: 10,
+    };
     append_cifar10(&base.join(CIFAR10_TEST), &mut test)?;
     Ok((train, test))
 }
@@ -134,7 +160,12 @@ fn check_writable(ds: &Dataset, max_label: usize, path: &Path) -> Result<()> {
             IMAGE_BYTES
         )));
     }
-    if let Some((i, &l)) = ds.labels.iter().enumerate().find(|(_, &l)| l as usize >= max_label) {
+    if let Some((i, &l)) = ds
+        .labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= max_label)
+    {
         return Err(Error::Data(format!(
             "{}: image {i} has label {l}, expected 0..{}",
             path.display(),
@@ -175,17 +206,28 @@ mod tests {
     use super::*;
 
     fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir()
-            .join(format!("scadles-cifar-unit-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "scadles-cifar-unit-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
     }
 
     fn tiny(n: usize, classes: usize, salt: u8) -> Dataset {
-        let images = (0..n * IMAGE_BYTES).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)).collect();
-        let labels = (0..n).map(|i| ((i * 7 + salt as usize) % classes) as u16).collect();
-        Dataset { images, labels, num_classes: classes }
+        let images = (0..n * IMAGE_BYTES)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt))
+            .collect();
+        let labels = (0..n)
+            .map(|i| ((i * 7 + salt as usize) % classes) as u16)
+            .collect();
+        Dataset {
+            images,
+            labels,
+            num_classes: classes,
+        }
     }
 
     #[test]
@@ -211,7 +253,10 @@ mod tests {
         let d = temp_dir("badwrite");
         let ds = tiny(3, 12, 3);
         assert_eq!(ds.labels, vec![3, 10, 5]);
-        let e = write_cifar10(&d.join("z.bin"), &ds).err().unwrap().to_string();
+        let e = write_cifar10(&d.join("z.bin"), &ds)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.ends_with("image 1 has label 10, expected 0..9"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -76,11 +76,15 @@ pub struct Normalization {
 
 impl Normalization {
     /// The constants the paper's CIFAR-10 code uses (ImageNet's).
-    pub const CIFAR10: Normalization =
-        Normalization { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+    pub const CIFAR10: Normalization = Normalization {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
     /// The constants the paper's CIFAR-100 code uses.
-    pub const CIFAR100: Normalization =
-        Normalization { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] };
+    pub const CIFAR100: Normalization = Normalization {
+        mean: [0.5071, 0.4865, 0.4409],
+        std: [0.2673, 0.2564, 0.2762],
+    };
 
     /// Per-channel mean and (population) standard deviation of a dataset's pixels in [0, 1].
     /// A channel with zero spread gets std 1 so that normalising never divides by zero.
@@ -112,7 +116,10 @@ impl Normalization {
                 },
             );
         let n = (ds.len() * PLANE).max(1) as f64;
-        let mut norm = Normalization { mean: [0.0; 3], std: [1.0; 3] };
+        let mut norm = Normalization {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
         for c in 0..3 {
             let mean = sum[c] as f64 / n / 255.0;
             let var = (sq[c] as f64 / n / (255.0 * 255.0) - mean * mean).max(0.0);
@@ -160,7 +167,11 @@ pub fn load(
                 );
             };
             let (train, test) = cifar::read_cifar10(dir)?;
-            Ok(Splits { train, test, norm: Normalization::CIFAR10 })
+            Ok(Splits {
+                train,
+                test,
+                norm: Normalization::CIFAR10,
+            })
         }
         DatasetKind::Cifar100 => {
             let Some(dir) = data_dir else {
@@ -170,7 +181,11 @@ pub fn load(
                 );
             };
             let (train, test) = cifar::read_cifar100(dir)?;
-            Ok(Splits { train, test, norm: Normalization::CIFAR100 })
+            Ok(Splits {
+                train,
+                test,
+                norm: Normalization::CIFAR100,
+            })
         }
     }
 }
@@ -181,8 +196,14 @@ mod tests {
 
     #[test]
     fn normalization_of_matches_f64_reference() {
-        let images: Vec<u8> = (0..2 * IMAGE_BYTES).map(|i| ((i * 37 + i / 7) % 256) as u8).collect();
-        let ds = Dataset { images, labels: vec![0, 1], num_classes: 2 };
+        let images: Vec<u8> = (0..2 * IMAGE_BYTES)
+            .map(|i| ((i * 37 + i / 7) % 256) as u8)
+            .collect();
+        let ds = Dataset {
+            images,
+            labels: vec![0, 1],
+            num_classes: 2,
+        };
         let norm = Normalization::of(&ds);
         for c in 0..3 {
             let vals: Vec<f64> = (0..2)
@@ -191,20 +212,43 @@ mod tests {
                 .collect();
             let m = vals.iter().sum::<f64>() / vals.len() as f64;
             let v = vals.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / vals.len() as f64;
-            assert!((norm.mean[c] as f64 - m).abs() < 1e-6, "mean c{c}: {} vs {m}", norm.mean[c]);
-            assert!((norm.std[c] as f64 - v.sqrt()).abs() < 1e-6, "std c{c}: {} vs {}", norm.std[c], v.sqrt());
+            assert!(
+                (norm.mean[c] as f64 - m).abs() < 1e-6,
+                "mean c{c}: {} vs {m}",
+                norm.mean[c]
+            );
+            assert!(
+                (norm.std[c] as f64 - v.sqrt()).abs() < 1e-6,
+                "std c{c}: {} vs {}",
+                norm.std[c],
+                v.sqrt()
+            );
         }
     }
 
     #[test]
     fn load_synthetic_and_cifar_without_dir() {
-        let spec = SyntheticSpec { num_classes: 4, train_size: 40, test_size: 12, seed: 3 };
+        let spec = SyntheticSpec {
+            num_classes: 4,
+            train_size: 40,
+            test_size: 12,
+            seed: 3,
+        };
         let s = load(DatasetKind::Synthetic, None, &spec).unwrap();
         assert_eq!((s.train.len(), s.test.len()), (40, 12));
         assert_eq!(s.norm, Normalization::of(&s.train));
-        let e = load(DatasetKind::Cifar10, None, &spec).err().unwrap().to_string();
-        assert!(e.starts_with("config:") && e.contains("data_batch_1"), "{e}");
-        let e = load(DatasetKind::Cifar100, None, &spec).err().unwrap().to_string();
+        let e = load(DatasetKind::Cifar10, None, &spec)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("config:") && e.contains("data_batch_1"),
+            "{e}"
+        );
+        let e = load(DatasetKind::Cifar100, None, &spec)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("train.bin"), "{e}");
     }
 }

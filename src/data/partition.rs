@@ -97,12 +97,23 @@ pub fn partition(
     if ranks == 0 {
         crate::bail!(Config, "partition needs at least one rank");
     }
-    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
-        crate::bail!(Data, "training sample {i} has label {l}, expected 0..{}", num_classes.saturating_sub(1));
+    if let Some((i, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= num_classes)
+    {
+        crate::bail!(
+            Data,
+            "training sample {i} has label {l}, expected 0..{}",
+            num_classes.saturating_sub(1)
+        );
     }
     let n = labels.len();
     if n < ranks {
-        crate::bail!(Config, "{scheme} partition of {n} training samples over {ranks} ranks leaves a rank empty");
+        crate::bail!(
+            Config,
+            "{scheme} partition of {n} training samples over {ranks} ranks leaves a rank empty"
+        );
     }
     let mut rng = StdRng::seed_from_u64(seed);
     match scheme {
@@ -151,8 +162,11 @@ fn dirichlet(
     alpha: f64,
     rng: &mut StdRng,
 ) -> Result<Vec<Vec<usize>>> {
-    let gamma = Gamma::new(alpha, 1.0)
-        .map_err(|_| Error::Config(format!("dirichlet:{alpha}: ALPHA must be a finite number > 0")))?;
+    let gamma = Gamma::new(alpha, 1.0).map_err(|_| {
+        Error::Config(format!(
+            "dirichlet:{alpha}: ALPHA must be a finite number > 0"
+        ))
+    })?;
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
     for (i, &l) in labels.iter().enumerate() {
         by_class[l as usize].push(i);
@@ -172,7 +186,9 @@ fn dirichlet(
             if !(total > 0.0 && total.is_finite()) {
                 // Tiny α can underflow every draw to 0: the limit of Dir(α→0) is all mass on one rank.
                 let r = *(0..ranks).collect::<Vec<_>>().choose(rng).unwrap();
-                p.iter_mut().enumerate().for_each(|(j, x)| *x = f64::from(u8::from(j == r)));
+                p.iter_mut()
+                    .enumerate()
+                    .for_each(|(j, x)| *x = f64::from(u8::from(j == r)));
             } else {
                 p.iter_mut().for_each(|x| *x /= total);
             }
@@ -182,7 +198,11 @@ fn dirichlet(
             let mut start = 0;
             for (r, pr) in p.iter().enumerate() {
                 cum += pr;
-                let end = if r + 1 == ranks { m } else { ((cum * m as f64).round() as usize).min(m) };
+                let end = if r + 1 == ranks {
+                    m
+                } else {
+                    ((cum * m as f64).round() as usize).min(m)
+                };
                 let end = end.max(start);
                 out[r].extend_from_slice(&members[start..end]);
                 start = end;
@@ -242,14 +262,19 @@ mod tests {
         let parts = partition(&l, 10, 7, &Partition::Iid, 4).unwrap();
         assert_eq!(parts.len(), 7);
         assert_cover(&parts, 1003);
-        let (mn, mx) = (parts.iter().map(Vec::len).min().unwrap(), parts.iter().map(Vec::len).max().unwrap());
+        let (mn, mx) = (
+            parts.iter().map(Vec::len).min().unwrap(),
+            parts.iter().map(Vec::len).max().unwrap(),
+        );
         assert!(mx - mn <= 1, "{mn}..{mx}");
         assert_eq!(parts, partition(&l, 10, 7, &Partition::Iid, 4).unwrap());
         assert_ne!(parts, partition(&l, 10, 7, &Partition::Iid, 5).unwrap());
         // Shuffled: not a run of consecutive indices.
         assert!(parts[0].windows(2).any(|w| w[1] != w[0] + 1));
         // IID shards see every class.
-        assert!(parts.iter().all(|p| class_histogram(&l, p, 10).iter().all(|&h| h > 0)));
+        assert!(parts
+            .iter()
+            .all(|p| class_histogram(&l, p, 10).iter().all(|&h| h > 0)));
     }
 
     #[test]
@@ -269,8 +294,14 @@ mod tests {
             assert!(p.iter().all(|&i| l10[i] as usize == t));
         }
         for bad in [3, 20] {
-            let e = partition(&l10, 10, bad, &Partition::LabelShard, 0).err().unwrap().to_string();
-            assert!(e.starts_with("config: label-shard needs the number of classes (C) divisible"), "{e}");
+            let e = partition(&l10, 10, bad, &Partition::LabelShard, 0)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.starts_with("config: label-shard needs the number of classes (C) divisible"),
+                "{e}"
+            );
         }
     }
 
@@ -298,7 +329,10 @@ mod tests {
     #[test]
     fn dirichlet_gives_up_after_the_retry_cap() {
         let l = labels(200, 10);
-        let e = partition(&l, 10, 20, &Partition::Dirichlet(0.001), 1).err().unwrap().to_string();
+        let e = partition(&l, 10, 20, &Partition::Dirichlet(0.001), 1)
+            .err()
+            .unwrap()
+            .to_string();
         assert_eq!(
             e,
             "config: dirichlet:0.001 could not give every rank at least 1 samples after 10 tries (raise ALPHA or use fewer ranks)"
@@ -310,18 +344,38 @@ mod tests {
         let l = labels(10, 2);
         assert!(partition(&l, 2, 0, &Partition::Iid, 0).is_err());
         assert!(partition(&l, 2, 11, &Partition::Iid, 0).is_err());
-        let e = partition(&[0, 5], 2, 1, &Partition::Iid, 0).err().unwrap().to_string();
+        let e = partition(&[0, 5], 2, 1, &Partition::Iid, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("data:") && e.contains("label 5"), "{e}");
     }
 
     #[test]
     fn from_str_display_round_trip() {
-        for p in [Partition::Iid, Partition::LabelShard, Partition::Dirichlet(0.5), Partition::Dirichlet(1e-3), Partition::Dirichlet(0.1 + 0.2)] {
+        for p in [
+            Partition::Iid,
+            Partition::LabelShard,
+            Partition::Dirichlet(0.5),
+            Partition::Dirichlet(1e-3),
+            Partition::Dirichlet(0.1 + 0.2),
+        ] {
             assert_eq!(p.to_string().parse::<Partition>().unwrap(), p);
         }
-        assert_eq!("dirichlet:0.3".parse::<Partition>().unwrap(), Partition::Dirichlet(0.3));
+        assert_eq!(
+            "dirichlet:0.3".parse::<Partition>().unwrap(),
+            Partition::Dirichlet(0.3)
+        );
         assert_eq!(Partition::Dirichlet(0.3).to_string(), "dirichlet:0.3");
-        for bad in ["dirichlet:-1", "dirichlet:x", "foo", "dirichlet:0", "dirichlet:inf", "dirichlet:NaN", "IID"] {
+        for bad in [
+            "dirichlet:-1",
+            "dirichlet:x",
+            "foo",
+            "dirichlet:0",
+            "dirichlet:inf",
+            "dirichlet:NaN",
+            "IID",
+        ] {
             let e = bad.parse::<Partition>().err().unwrap();
             assert!(!e.contains('\n') && e.contains(bad), "{e}");
         }

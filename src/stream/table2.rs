@@ -166,7 +166,7 @@ pub fn render_table2() -> String {
     for r in &rows {
         for c in r.cells.iter().filter(|c| c.note.is_some()) {
             out.push_str(&format!(
-                "Note: {} S={} T={}: the paper prints {}; Eq. 3 gives {:.2}, {}.\n",
+                "Note: {} S={} T={}: the paper prints {}; Eq. 3 gives {:.3}, {}.\n",
                 r.model,
                 r.rate,
                 c.iterations,

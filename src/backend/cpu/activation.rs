@@ -26,7 +26,10 @@ pub fn relu_inplace(x: &mut [f32]) {
 
 /// `dx = dy` where `y > 0` (y is the ReLU output), else 0.
 pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
-    assert!(y.len() == dy.len() && dy.len() == dx.len(), "relu_backward: y, dy, dx lengths differ");
+    assert!(
+        y.len() == dy.len() && dy.len() == dx.len(),
+        "relu_backward: y, dy, dx lengths differ"
+    );
     for_each_piece(dx, PIECE, y.len(), |i, out| {
         let off = i * PIECE;
         for ((o, &g), &v) in out.iter_mut().zip(&dy[off..]).zip(&y[off..]) {
@@ -41,9 +44,7 @@ pub fn relu_backward_inplace(y: &[f32], dy: &mut [f32]) {
     let len = y.len();
     for_each_piece(dy, PIECE, len, |i, out| {
         for (o, &v) in out.iter_mut().zip(&y[i * PIECE..]) {
-            if v <= 0.0 {
-                *o = 0.0;
-            }
+            *o = if v > 0.0 { *o } else { 0.0 };
         }
     });
 }
@@ -95,5 +96,8 @@ mod tests {
         let mut dx = [9.0f32; 3];
         relu_backward(&[0.0, 2.0, 0.0], &[1.0, 2.0, 3.0], &mut dx);
         assert_eq!(dx, [0.0, 2.0, 0.0]);
+        let mut y = [0.0f32; 2];
+        relu_forward(&[f32::NAN, -1.0], &mut y);
+        assert!(y[0].is_nan() && y[1] == 0.0, "NaN must pass through: {y:?}");
     }
 }

@@ -11,14 +11,18 @@ use rayon::prelude::*;
 /// Block length summed in f32 before promotion to f64.
 const BLOCK: usize = 256;
 
+/// f32 lanes of the block sums: 16 lanes keep four SSE (two AVX) accumulators in flight.
+const LANES: usize = 16;
+
 /// `(Σ(x−k), Σ(x−k)²)` over `x`.
 fn shifted_sums(x: &[f32], k: f32) -> (f64, f64) {
     let (mut s, mut ss) = (0.0f64, 0.0f64);
     for block in x.chunks(BLOCK) {
-        let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
-        let mut it = block.chunks_exact(8);
+        let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let mut it = block.chunks_exact(LANES);
         for c in &mut it {
-            for l in 0..8 {
+            let c: &[f32; LANES] = c.try_into().expect("exact chunk");
+            for l in 0..LANES {
                 let d = c[l] - k;
                 a[l] += d;
                 b[l] += d * d;
@@ -39,10 +43,12 @@ fn shifted_sums(x: &[f32], k: f32) -> (f64, f64) {
 fn grad_sums(x: &[f32], dy: &[f32], mean: f32) -> (f64, f64) {
     let (mut s, mut sx) = (0.0f64, 0.0f64);
     for (xb, gb) in x.chunks(BLOCK).zip(dy.chunks(BLOCK)) {
-        let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
-        let (mut xi, mut gi) = (xb.chunks_exact(8), gb.chunks_exact(8));
+        let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let (mut xi, mut gi) = (xb.chunks_exact(LANES), gb.chunks_exact(LANES));
         for (xc, gc) in (&mut xi).zip(&mut gi) {
-            for l in 0..8 {
+            let xc: &[f32; LANES] = xc.try_into().expect("exact chunk");
+            let gc: &[f32; LANES] = gc.try_into().expect("exact chunk");
+            for l in 0..LANES {
                 a[l] += gc[l];
                 b[l] += gc[l] * (xc[l] - mean);
             }
@@ -63,9 +69,15 @@ where
     F: Fn(usize, &mut f32, &mut f32) + Sync + Send,
 {
     if work < PAR_MIN_ELEMS {
-        a.iter_mut().zip(b.iter_mut()).enumerate().for_each(|(ch, (a, b))| f(ch, a, b));
+        a.iter_mut()
+            .zip(b.iter_mut())
+            .enumerate()
+            .for_each(|(ch, (a, b))| f(ch, a, b));
     } else {
-        a.par_iter_mut().zip(b.par_iter_mut()).enumerate().for_each(|(ch, (a, b))| f(ch, a, b));
+        a.par_iter_mut()
+            .zip(b.par_iter_mut())
+            .enumerate()
+            .for_each(|(ch, (a, b))| f(ch, a, b));
     }
 }
 
@@ -105,8 +117,14 @@ pub fn batchnorm2d_forward_train(
     save_invstd: &mut [f32],
 ) {
     check_lengths(x, n, c, hw, gamma, beta, y);
-    assert!(running_mean.len() == c && running_var.len() == c, "batchnorm2d: running statistics length");
-    assert!(save_mean.len() == c && save_invstd.len() == c, "batchnorm2d: saved statistics length");
+    assert!(
+        running_mean.len() == c && running_var.len() == c,
+        "batchnorm2d: running statistics length"
+    );
+    assert!(
+        save_mean.len() == c && save_invstd.len() == c,
+        "batchnorm2d: saved statistics length"
+    );
     let m = n * hw;
     if m == 0 {
         return;
@@ -154,7 +172,10 @@ pub fn batchnorm2d_forward_eval(
     y: &mut [f32],
 ) {
     check_lengths(x, n, c, hw, gamma, beta, y);
-    assert!(running_mean.len() == c && running_var.len() == c, "batchnorm2d: running statistics length");
+    assert!(
+        running_mean.len() == c && running_var.len() == c,
+        "batchnorm2d: running statistics length"
+    );
     affine_planes(x, y, c, hw, |ch| {
         let a = gamma[ch] / (running_var[ch] + eps).sqrt();
         (a, beta[ch] - running_mean[ch] * a)
@@ -179,7 +200,10 @@ pub fn batchnorm2d_backward(
 ) {
     check_lengths(x, n, c, hw, gamma, save_mean, dx);
     assert_eq!(dy.len(), x.len(), "batchnorm2d: dy length");
-    assert!(save_invstd.len() == c && dgamma.len() == c && dbeta.len() == c, "batchnorm2d: per-channel length");
+    assert!(
+        save_invstd.len() == c && dgamma.len() == c && dbeta.len() == c,
+        "batchnorm2d: per-channel length"
+    );
     let m = n * hw;
     if m == 0 {
         dgamma.fill(0.0);
@@ -221,7 +245,15 @@ mod tests {
     use crate::backend::cpu::testutil::*;
 
     /// f64 train-mode forward; returns (y, mean, biased var).
-    fn reference(x: &[f64], n: usize, c: usize, hw: usize, g: &[f64], b: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    fn reference(
+        x: &[f64],
+        n: usize,
+        c: usize,
+        hw: usize,
+        g: &[f64],
+        b: &[f64],
+        eps: f64,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let m = (n * hw) as f64;
         let mut mean = vec![0.0; c];
         let mut var = vec![0.0; c];
@@ -262,13 +294,17 @@ mod tests {
         let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
         let mut y = vec![f32::NAN; x.len()];
         let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
-        batchnorm2d_forward_train(&x, n, c, hw, &gamma, &beta, eps, mom, &mut rm, &mut rv, &mut y, &mut sm, &mut si);
+        batchnorm2d_forward_train(
+            &x, n, c, hw, &gamma, &beta, eps, mom, &mut rm, &mut rv, &mut y, &mut sm, &mut si,
+        );
         let (x64, g64, b64) = (to64(&x), to64(&gamma), to64(&beta));
         let (want, mean, var) = reference(&x64, n, c, hw, &g64, &b64, eps as f64);
         assert_close("bn train fwd", &y, &want, 1e-4, 1e-4);
         let m = (n * hw) as f64;
         let want_rm: Vec<f64> = (0..c).map(|ch| 0.9 * rm0[ch] as f64 + 0.1 * mean[ch]).collect();
-        let want_rv: Vec<f64> = (0..c).map(|ch| 0.9 * rv0[ch] as f64 + 0.1 * var[ch] * m / (m - 1.0)).collect();
+        let want_rv: Vec<f64> = (0..c)
+            .map(|ch| 0.9 * rv0[ch] as f64 + 0.1 * var[ch] * m / (m - 1.0))
+            .collect();
         assert_close("bn running mean", &rm, &want_rm, 1e-5, 1e-5);
         assert_close("bn running var (unbiased)", &rv, &want_rv, 1e-5, 1e-5);
         assert_close("bn saved mean", &sm, &mean, 1e-5, 1e-5);
@@ -303,7 +339,9 @@ mod tests {
         let x: Vec<f32> = randv(&mut rng, n * c * hw).iter().map(|v| v * 0.01 + 1000.0).collect();
         let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
         let (mut sm, mut si, mut y) = (vec![0.0; c], vec![0.0; c], vec![0.0; x.len()]);
-        batchnorm2d_forward_train(&x, n, c, hw, &[1.0; 2], &[0.0; 2], 1e-5, 0.1, &mut rm, &mut rv, &mut y, &mut sm, &mut si);
+        batchnorm2d_forward_train(
+            &x, n, c, hw, &[1.0; 2], &[0.0; 2], 1e-5, 0.1, &mut rm, &mut rv, &mut y, &mut sm, &mut si,
+        );
         let (_, mean, var) = reference(&to64(&x), n, c, hw, &[1.0; 2], &[0.0; 2], 1e-5);
         assert_close("bn offset mean", &sm, &mean, 1e-4, 1e-6);
         let want_inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
@@ -340,7 +378,9 @@ mod tests {
         let b = randv(&mut rng, c);
         let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
         let (mut sm, mut si, mut y) = (vec![0.0; c], vec![0.0; c], vec![0.0; x.len()]);
-        batchnorm2d_forward_train(&x, n, c, hw, &g, &b, 1e-5, 0.1, &mut rm, &mut rv, &mut y, &mut sm, &mut si);
+        batchnorm2d_forward_train(
+            &x, n, c, hw, &g, &b, 1e-5, 0.1, &mut rm, &mut rv, &mut y, &mut sm, &mut si,
+        );
         let (want, _, _) = reference(&to64(&x), n, c, hw, &to64(&g), &to64(&b), 1e-5);
         assert_close("bn parallel fwd", &y, &want, 1e-4, 1e-4);
     }

@@ -62,13 +62,24 @@ fn out_size(len: usize, k: usize, stride: usize, pad: usize) -> usize {
     }
 }
 
-/// Workspace cap in floats (256 MB): above it the batch is processed in chunks of images.
+/// Workspace cap in floats (256 MB) on a chunk of images.
 pub(crate) const DEFAULT_WS_LIMIT: usize = 64 << 20;
 
 /// Images per GEMM so that cols and the permuted output of a chunk fit in `ws_limit` floats.
+/// GEMM columns (`images · ho·wo`) a chunk is batched up to. Single-thread CPU-time measurements
+/// on ResNet shapes (batch 64) found chunks of about this width as fast as the whole batch at
+/// 32×32 and 16×16 (within noise, slightly faster at 32×32) and one image per GEMM 2–8× slower at
+/// 4×4 … 1×1; the workspace then stays a few MB instead of ~170 MB at 32×32.
+const COLS_TARGET: usize = 4096;
+
+/// Images per GEMM: enough for [`COLS_TARGET`] columns, capped so that cols and the permuted
+/// output of a chunk fit in `ws_limit` floats.
 fn images_per_chunk(s: &Conv2dShape, ws_limit: usize) -> usize {
-    let per_image = (s.k() + s.c_out) * s.h_out() * s.w_out();
-    (ws_limit / per_image.max(1)).clamp(1, s.n.max(1))
+    let p = s.h_out() * s.w_out();
+    let per_image = (s.k() + s.c_out) * p;
+    (ws_limit / per_image.max(1))
+        .min(COLS_TARGET.div_ceil(p.max(1)))
+        .clamp(1, s.n.max(1))
 }
 
 fn grow(ws: &mut Vec<f32>, len: usize) {
@@ -82,7 +93,11 @@ fn grow(ws: &mut Vec<f32>, len: usize) {
 #[inline]
 fn valid_range(out_len: usize, in_len: usize, stride: usize, off: usize, pad: usize) -> (usize, usize) {
     let lo = if pad > off { (pad - off).div_ceil(stride) } else { 0 };
-    let hi = if in_len + pad > off { ((in_len - 1 + pad - off) / stride + 1).min(out_len) } else { 0 };
+    let hi = if in_len + pad > off {
+        ((in_len - 1 + pad - off) / stride + 1).min(out_len)
+    } else {
+        0
+    };
     (lo.min(hi), hi)
 }
 
@@ -408,8 +423,27 @@ mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn shape(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Conv2dShape {
-        Conv2dShape { n, c_in, h, w, c_out, kh: k, kw: k, stride, pad }
+    fn shape(
+        n: usize,
+        c_in: usize,
+        h: usize,
+        w: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Conv2dShape {
+        Conv2dShape {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        }
     }
 
     /// Forward against the f64 reference and backward against central differences of it, at
@@ -433,7 +467,17 @@ mod tests {
         let mut dx = vec![f32::NAN; s.in_len()];
         let mut dw = vec![f32::NAN; s.weight_len()];
         let mut db = vec![f32::NAN; s.c_out];
-        conv2d_backward_chunked(&s, &x, &w, &r, Some(&mut dx), &mut dw, with_bias.then_some(&mut db[..]), &mut ws, ws_limit);
+        conv2d_backward_chunked(
+            &s,
+            &x,
+            &w,
+            &r,
+            Some(&mut dx),
+            &mut dw,
+            with_bias.then_some(&mut db[..]),
+            &mut ws,
+            ws_limit,
+        );
         let ndx = numeric_grad(&x64, |xp| dot(&reference(&s, xp, &w64, b64.as_deref()), &r64));
         let ndw = numeric_grad(&w64, |wp| dot(&reference(&s, &x64, wp, b64.as_deref()), &r64));
         assert_close(&format!("conv dx {s:?}"), &dx, &ndx, 1e-3, 1e-3);
@@ -492,6 +536,82 @@ mod tests {
         check(s, false, 1, 14);
     }
 
+    /// Direct-loop f64 gradients of `Σ y·r` (the adjoint of [`reference`]), for shapes too large
+    /// for finite differences.
+    fn reference_grads(s: &Conv2dShape, x: &[f64], w: &[f64], r: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let (ho, wo) = (s.h_out(), s.w_out());
+        let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        for n in 0..s.n {
+            for co in 0..s.c_out {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let g = r[((n * s.c_out + co) * ho + oy) * wo + ox];
+                        for ci in 0..s.c_in {
+                            for ki in 0..s.kh {
+                                for kj in 0..s.kw {
+                                    let iy = (oy * s.stride + ki) as isize - s.pad as isize;
+                                    let ix = (ox * s.stride + kj) as isize - s.pad as isize;
+                                    if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((n * s.c_in + ci) * s.h + iy as usize) * s.w + ix as usize;
+                                    let wi = ((co * s.c_in + ci) * s.kh + ki) * s.kw + kj;
+                                    dx[xi] += w[wi] * g;
+                                    dw[wi] += x[xi] * g;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (dx, dw)
+    }
+
+    #[test]
+    fn conv_parallel_sizes_match_direct_loops() {
+        // Large enough for the rayon paths of im2col, col2im and the permutes.
+        for (s, seed) in [
+            (shape(4, 8, 12, 12, 16, 3, 1, 1), 20u64),
+            (shape(6, 16, 6, 6, 24, 3, 2, 1), 21),
+            (shape(32, 64, 4, 4, 72, 1, 1, 0), 22),
+        ] {
+            let mut rng = rng(seed);
+            let x = randv(&mut rng, s.in_len());
+            let w = randv(&mut rng, s.weight_len());
+            let r = randv(&mut rng, s.out_len());
+            let mut ws = Vec::new();
+            let mut y = vec![f32::NAN; s.out_len()];
+            conv2d_forward(&s, &x, &w, None, &mut y, &mut ws);
+            let (x64, w64, r64) = (to64(&x), to64(&w), to64(&r));
+            assert_close(
+                &format!("conv fwd {s:?}"),
+                &y,
+                &reference(&s, &x64, &w64, None),
+                1e-4,
+                1e-4,
+            );
+            let (mut dx, mut dw, mut db) = (
+                vec![f32::NAN; x.len()],
+                vec![f32::NAN; w.len()],
+                vec![f32::NAN; s.c_out],
+            );
+            conv2d_backward(&s, &x, &w, &r, Some(&mut dx), &mut dw, Some(&mut db), &mut ws);
+            let (ndx, ndw) = reference_grads(&s, &x64, &w64, &r64);
+            assert_close(&format!("conv dx {s:?}"), &dx, &ndx, 1e-4, 1e-4);
+            assert_close(&format!("conv dw {s:?}"), &dw, &ndw, 1e-4, 1e-4);
+            let p = s.h_out() * s.w_out();
+            let ndb: Vec<f64> = (0..s.c_out)
+                .map(|co| {
+                    (0..s.n)
+                        .map(|n| r64[(n * s.c_out + co) * p..][..p].iter().sum::<f64>())
+                        .sum()
+                })
+                .collect();
+            assert_close(&format!("conv db {s:?}"), &db, &ndb, 1e-4, 1e-4);
+        }
+    }
+
     #[test]
     fn conv_shapes() {
         let s = shape(2, 3, 32, 32, 64, 7, 2, 3);
@@ -501,84 +621,5 @@ mod tests {
         assert_eq!(valid_range(4, 4, 1, 0, 1), (1, 4));
         assert_eq!(valid_range(4, 4, 1, 2, 1), (0, 3));
         assert_eq!(valid_range(3, 5, 2, 0, 3), (2, 3));
-    }
-}
-
-#[cfg(test)]
-mod timing_tmp {
-    use super::*;
-
-    /// CPU time of the calling thread in seconds (robust to a loaded machine).
-    pub fn cpu_now() -> f64 {
-        let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-        s.split_whitespace().next().unwrap().parse::<f64>().unwrap() * 1e-9
-    }
-
-    fn run(s: Conv2dShape, limit: usize) -> (f64, f64) {
-        let x = vec![0.5f32; s.in_len()];
-        let w = vec![0.01f32; s.weight_len()];
-        let mut y = vec![0.0; s.out_len()];
-        let mut ws = Vec::new();
-        let mut dx = vec![0.0; s.in_len()];
-        let mut dw = vec![0.0; s.weight_len()];
-        conv2d_forward_chunked(&s, &x, &w, None, &mut y, &mut ws, limit);
-        let reps = 2;
-        let t = cpu_now();
-        for _ in 0..reps {
-            conv2d_forward_chunked(&s, &x, &w, None, &mut y, &mut ws, limit);
-        }
-        let tf = (cpu_now() - t) / reps as f64;
-        let t = cpu_now();
-        for _ in 0..reps {
-            conv2d_backward_chunked(&s, &x, &w, &y, Some(&mut dx), &mut dw, None, &mut ws, limit);
-        }
-        let tb = (cpu_now() - t) / reps as f64;
-        (tf, tb)
-    }
-
-    #[test]
-    #[ignore]
-    fn timing_conv() {
-        crate::backend::cpu::gemm::set_num_threads(1);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        pool.install(|| {
-        let shapes = [
-            Conv2dShape { n: 64, c_in: 3, h: 32, w: 32, c_out: 64, kh: 3, kw: 3, stride: 1, pad: 1 },
-            Conv2dShape { n: 64, c_in: 64, h: 32, w: 32, c_out: 64, kh: 3, kw: 3, stride: 1, pad: 1 },
-            Conv2dShape { n: 64, c_in: 128, h: 16, w: 16, c_out: 128, kh: 3, kw: 3, stride: 1, pad: 1 },
-            Conv2dShape { n: 64, c_in: 256, h: 8, w: 8, c_out: 256, kh: 3, kw: 3, stride: 1, pad: 1 },
-            Conv2dShape { n: 64, c_in: 512, h: 4, w: 4, c_out: 512, kh: 3, kw: 3, stride: 1, pad: 1 },
-            Conv2dShape { n: 64, c_in: 1024, h: 2, w: 2, c_out: 256, kh: 1, kw: 1, stride: 1, pad: 0 },
-            Conv2dShape { n: 64, c_in: 512, h: 1, w: 1, c_out: 2048, kh: 1, kw: 1, stride: 1, pad: 0 },
-        ];
-        let lim: Vec<usize> = std::env::var("LIMITS").unwrap_or("67108864,1".into()).split(',').map(|v| v.parse().unwrap()).collect();
-        for s in shapes {
-            let flops = 2.0 * (s.out_len() * s.k()) as f64;
-            for &l in &lim {
-                let (tf, tb) = run(s, l);
-                eprintln!("{:>4}->{:<4} {}x{} k{} nb={:>2}: fwd {:7.2} ms {:6.1} GF/s  bwd {:7.2} ms {:6.1} GF/s",
-                    s.c_in, s.c_out, s.h, s.w, s.kh, images_per_chunk(&s, l), tf * 1e3, flops / tf / 1e9, tb * 1e3, 2.0 * flops / tb / 1e9);
-            }
-        }
-        });
-    }
-}
-#[cfg(test)]
-mod timing_tmp2 {
-    #[test]
-    #[ignore]
-    fn timing_gemm() {
-        use crate::backend::cpu::gemm::sgemm;
-        crate::backend::cpu::gemm::set_num_threads(1);
-        for &(m, n, k) in &[(1024usize, 1024usize, 1024usize), (64, 65536, 576), (64, 1024, 576), (256, 4096, 2304), (512, 1024, 4608)] {
-            let a = vec![0.5f32; m * k];
-            let b = vec![0.5f32; k * n];
-            let mut c = vec![0.0f32; m * n];
-            sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n);
-            let t = super::timing_tmp::cpu_now();
-            for _ in 0..3 { sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n); }
-            let dt = (super::timing_tmp::cpu_now() - t) / 3.0;
-            eprintln!("gemm {m}x{n}x{k}: {:.2} ms {:.1} GF/s", dt * 1e3, 2.0 * (m * n * k) as f64 / dt / 1e9);
-        }
     }
 }

@@ -2,13 +2,19 @@
 use rand::Rng;
 
 fn keep_scale(p: f32) -> f32 {
-    assert!((0.0..1.0).contains(&p), "dropout: p = {p}, expected a probability in [0, 1)");
+    assert!(
+        (0.0..1.0).contains(&p),
+        "dropout: p = {p}, expected a probability in [0, 1)"
+    );
     1.0 / (1.0 - p)
 }
 
 /// Drops each element with probability `p`; `mask` gets 1 where the element is kept.
 pub fn dropout_forward<R: Rng>(x: &[f32], p: f32, rng: &mut R, y: &mut [f32], mask: &mut [u8]) {
-    assert!(x.len() == y.len() && y.len() == mask.len(), "dropout: x, y, mask lengths differ");
+    assert!(
+        x.len() == y.len() && y.len() == mask.len(),
+        "dropout: x, y, mask lengths differ"
+    );
     let scale = keep_scale(p);
     for ((o, m), &v) in y.iter_mut().zip(mask.iter_mut()).zip(x) {
         let keep = rng.gen::<f32>() >= p;
@@ -19,7 +25,10 @@ pub fn dropout_forward<R: Rng>(x: &[f32], p: f32, rng: &mut R, y: &mut [f32], ma
 
 /// `dx = dy·mask/(1−p)`.
 pub fn dropout_backward(dy: &[f32], mask: &[u8], p: f32, dx: &mut [f32]) {
-    assert!(dy.len() == mask.len() && mask.len() == dx.len(), "dropout: dy, mask, dx lengths differ");
+    assert!(
+        dy.len() == mask.len() && mask.len() == dx.len(),
+        "dropout: dy, mask, dx lengths differ"
+    );
     let scale = keep_scale(p);
     for ((o, &m), &g) in dx.iter_mut().zip(mask).zip(dy) {
         *o = if m != 0 { g * scale } else { 0.0 };
@@ -32,7 +41,10 @@ mod tests {
     use crate::backend::cpu::testutil::*;
 
     fn reference(x: &[f64], mask: &[u8], p: f64) -> Vec<f64> {
-        x.iter().zip(mask).map(|(&v, &m)| if m == 1 { v / (1.0 - p) } else { 0.0 }).collect()
+        x.iter()
+            .zip(mask)
+            .map(|(&v, &m)| if m == 1 { v / (1.0 - p) } else { 0.0 })
+            .collect()
     }
 
     #[test]

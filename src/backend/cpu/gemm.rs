@@ -75,9 +75,21 @@ fn check_operands(
 ) {
     let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
     let (br, bc) = if trans_b { (n, k) } else { (k, n) };
-    assert!(lda >= ac.max(1) && a.len() >= span(ar, ac, lda), "sgemm: A is {ar}x{ac} with lda {lda}, slice {}", a.len());
-    assert!(ldb >= bc.max(1) && b.len() >= span(br, bc, ldb), "sgemm: B is {br}x{bc} with ldb {ldb}, slice {}", b.len());
-    assert!(ldc >= n.max(1) && c.len() >= span(m, n, ldc), "sgemm: C is {m}x{n} with ldc {ldc}, slice {}", c.len());
+    assert!(
+        lda >= ac.max(1) && a.len() >= span(ar, ac, lda),
+        "sgemm: A is {ar}x{ac} with lda {lda}, slice {}",
+        a.len()
+    );
+    assert!(
+        ldb >= bc.max(1) && b.len() >= span(br, bc, ldb),
+        "sgemm: B is {br}x{bc} with ldb {ldb}, slice {}",
+        b.len()
+    );
+    assert!(
+        ldc >= n.max(1) && c.len() >= span(m, n, ldc),
+        "sgemm: C is {m}x{n} with ldc {ldc}, slice {}",
+        c.len()
+    );
 }
 
 /// `C = beta*C` on the `m × n` block (the k = 0 case, where the product is empty).
@@ -149,7 +161,8 @@ pub fn sgemm(
 /// A `rows × cols` row-major view with leading dimension `ld`, transposed when `tr`.
 #[cfg_attr(scadles_blas, allow(dead_code))]
 fn strided_view(s: &[f32], rows: usize, cols: usize, ld: usize, tr: bool) -> ArrayView2<'_, f32> {
-    let v = ArrayView2::from_shape((rows, cols).strides((ld, 1)), &s[..span(rows, cols, ld)]).expect("sgemm: strided view");
+    let v =
+        ArrayView2::from_shape((rows, cols).strides((ld, 1)), &s[..span(rows, cols, ld)]).expect("sgemm: strided view");
     if tr {
         v.reversed_axes()
     } else {
@@ -184,8 +197,16 @@ pub(crate) fn sgemm_matrixmultiply(
         scale_c(m, n, beta, c, ldc);
         return;
     }
-    let av = if trans_a { strided_view(a, k, m, lda, true) } else { strided_view(a, m, k, lda, false) };
-    let bv = if trans_b { strided_view(b, n, k, ldb, true) } else { strided_view(b, k, n, ldb, false) };
+    let av = if trans_a {
+        strided_view(a, k, m, lda, true)
+    } else {
+        strided_view(a, m, k, lda, false)
+    };
+    let bv = if trans_b {
+        strided_view(b, n, k, ldb, true)
+    } else {
+        strided_view(b, k, n, ldb, false)
+    };
     let cspan = span(m, n, ldc);
     let mut cv = ArrayViewMut2::from_shape((m, n).strides((ldc, 1)), &mut c[..cspan]).expect("sgemm: strided view");
     if beta == 0.0 {
@@ -236,7 +257,13 @@ mod tests {
 
     fn check(gemm: Gemm, name: &str) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for &(m, n, k) in &[(5usize, 7usize, 3usize), (1, 9, 17), (33, 2, 65), (64, 70, 40), (3, 1, 1)] {
+        for &(m, n, k) in &[
+            (5usize, 7usize, 3usize),
+            (1, 9, 17),
+            (33, 2, 65),
+            (64, 70, 40),
+            (3, 1, 1),
+        ] {
             for ta in [false, true] {
                 for tb in [false, true] {
                     // Padded leading dimensions catch a stride mistake.

@@ -3,8 +3,16 @@ use super::gemm::sgemm;
 
 fn check(n: usize, in_f: usize, out_f: usize, x: &[f32], w: &[f32], y_or_dy: &[f32]) {
     assert_eq!(x.len(), n * in_f, "linear: x length for n={n} in_f={in_f}");
-    assert_eq!(w.len(), out_f * in_f, "linear: weight length for out_f={out_f} in_f={in_f}");
-    assert_eq!(y_or_dy.len(), n * out_f, "linear: output length for n={n} out_f={out_f}");
+    assert_eq!(
+        w.len(),
+        out_f * in_f,
+        "linear: weight length for out_f={out_f} in_f={in_f}"
+    );
+    assert_eq!(
+        y_or_dy.len(),
+        n * out_f,
+        "linear: output length for n={n} out_f={out_f}"
+    );
 }
 
 /// `y [n, out_f] = x [n, in_f] · Wᵀ + b`.
@@ -19,7 +27,21 @@ pub fn linear_forward(n: usize, in_f: usize, out_f: usize, x: &[f32], w: &[f32],
         }
         None => 0.0,
     };
-    sgemm(false, true, n, out_f, in_f, 1.0, x, in_f.max(1), w, in_f.max(1), beta, y, out_f.max(1));
+    sgemm(
+        false,
+        true,
+        n,
+        out_f,
+        in_f,
+        1.0,
+        x,
+        in_f.max(1),
+        w,
+        in_f.max(1),
+        beta,
+        y,
+        out_f.max(1),
+    );
 }
 
 /// Writes `dw = dyᵀ·x`, `db = Σ_rows dy` and `dx = dy·W` (the last two when given).
@@ -37,7 +59,21 @@ pub fn linear_backward(
 ) {
     check(n, in_f, out_f, x, w, dy);
     assert_eq!(dw.len(), w.len(), "linear: dw length");
-    sgemm(true, false, out_f, in_f, n, 1.0, dy, out_f.max(1), x, in_f.max(1), 0.0, dw, in_f.max(1));
+    sgemm(
+        true,
+        false,
+        out_f,
+        in_f,
+        n,
+        1.0,
+        dy,
+        out_f.max(1),
+        x,
+        in_f.max(1),
+        0.0,
+        dw,
+        in_f.max(1),
+    );
     if let Some(db) = db {
         assert_eq!(db.len(), out_f, "linear: db length");
         db.fill(0.0);
@@ -47,7 +83,21 @@ pub fn linear_backward(
     }
     if let Some(dx) = dx {
         assert_eq!(dx.len(), x.len(), "linear: dx length");
-        sgemm(false, false, n, in_f, out_f, 1.0, dy, out_f.max(1), w, in_f.max(1), 0.0, dx, in_f.max(1));
+        sgemm(
+            false,
+            false,
+            n,
+            in_f,
+            out_f,
+            1.0,
+            dy,
+            out_f.max(1),
+            w,
+            in_f.max(1),
+            0.0,
+            dx,
+            in_f.max(1),
+        );
     }
 }
 
@@ -79,17 +129,51 @@ mod tests {
         linear_forward(n, in_f, out_f, &x, &w, b.as_deref(), &mut y);
         let (x64, w64) = (to64(&x), to64(&w));
         let b64 = b.as_deref().map(to64);
-        assert_close("linear fwd", &y, &reference(n, in_f, out_f, &x64, &w64, b64.as_deref()), 1e-4, 1e-4);
+        assert_close(
+            "linear fwd",
+            &y,
+            &reference(n, in_f, out_f, &x64, &w64, b64.as_deref()),
+            1e-4,
+            1e-4,
+        );
 
         let r = randv(&mut rng, n * out_f);
         let r64 = to64(&r);
         let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; out_f]);
-        linear_backward(n, in_f, out_f, &x, &w, &r, Some(&mut dx), &mut dw, with_bias.then_some(&mut db[..]));
+        linear_backward(
+            n,
+            in_f,
+            out_f,
+            &x,
+            &w,
+            &r,
+            Some(&mut dx),
+            &mut dw,
+            with_bias.then_some(&mut db[..]),
+        );
         let f = |xp: &[f64], wp: &[f64], bp: Option<&[f64]>| dot(&reference(n, in_f, out_f, xp, wp, bp), &r64);
-        assert_close("linear dx", &dx, &numeric_grad(&x64, |p| f(p, &w64, b64.as_deref())), 1e-3, 1e-3);
-        assert_close("linear dw", &dw, &numeric_grad(&w64, |p| f(&x64, p, b64.as_deref())), 1e-3, 1e-3);
+        assert_close(
+            "linear dx",
+            &dx,
+            &numeric_grad(&x64, |p| f(p, &w64, b64.as_deref())),
+            1e-3,
+            1e-3,
+        );
+        assert_close(
+            "linear dw",
+            &dw,
+            &numeric_grad(&w64, |p| f(&x64, p, b64.as_deref())),
+            1e-3,
+            1e-3,
+        );
         if let Some(b64) = &b64 {
-            assert_close("linear db", &db, &numeric_grad(b64, |p| f(&x64, &w64, Some(p))), 1e-3, 1e-3);
+            assert_close(
+                "linear db",
+                &db,
+                &numeric_grad(b64, |p| f(&x64, &w64, Some(p))),
+                1e-3,
+                1e-3,
+            );
         }
     }
 

@@ -1,7 +1,11 @@
 //! Softmax cross-entropy averaged over the batch, and top-k accuracy counts.
 
 fn check(logits: &[f32], n: usize, classes: usize, labels: &[usize]) {
-    assert_eq!(logits.len(), n * classes, "loss: logits length for n={n} classes={classes}");
+    assert_eq!(
+        logits.len(),
+        n * classes,
+        "loss: logits length for n={n} classes={classes}"
+    );
     assert_eq!(labels.len(), n, "loss: labels length for n={n}");
     if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
         panic!("loss: label {bad} out of range for {classes} classes");
@@ -10,7 +14,13 @@ fn check(logits: &[f32], n: usize, classes: usize, labels: &[usize]) {
 
 /// Mean over the batch of `−log softmax(logits)[label]`, with the log-sum-exp shifted by the row
 /// maximum. When `dlogits` is given it gets `d(mean loss)/d(logits) = (softmax − onehot)/n`.
-pub fn softmax_cross_entropy(logits: &[f32], n: usize, classes: usize, labels: &[usize], dlogits: Option<&mut [f32]>) -> f32 {
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    n: usize,
+    classes: usize,
+    labels: &[usize],
+    dlogits: Option<&mut [f32]>,
+) -> f32 {
     check(logits, n, classes, labels);
     if n == 0 {
         return 0.0;
@@ -95,7 +105,10 @@ mod tests {
         let loss = softmax_cross_entropy(&logits, n, classes, &labels, Some(&mut d));
         let l64 = to64(&logits);
         let want = reference(&l64, n, classes, &labels);
-        assert!((loss as f64 - want).abs() <= 1e-5 + 1e-5 * want.abs(), "loss {loss}, want {want}");
+        assert!(
+            (loss as f64 - want).abs() <= 1e-5 + 1e-5 * want.abs(),
+            "loss {loss}, want {want}"
+        );
         let nd = numeric_grad(&l64, |lp| reference(lp, n, classes, &labels));
         assert_close("cross-entropy grad", &d, &nd, 1e-5, 1e-4);
     }

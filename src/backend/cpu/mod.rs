@@ -47,7 +47,10 @@ where
     if work < PAR_MIN_ELEMS || rayon::current_num_threads() == 1 {
         data.chunks_mut(chunk).enumerate().for_each(|(i, p)| f(i, p));
     } else {
-        data.par_chunks_mut(chunk).with_min_len(min_pieces(chunk)).enumerate().for_each(|(i, p)| f(i, p));
+        data.par_chunks_mut(chunk)
+            .with_min_len(min_pieces(chunk))
+            .enumerate()
+            .for_each(|(i, p)| f(i, p));
     }
 }
 

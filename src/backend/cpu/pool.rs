@@ -47,7 +47,10 @@ where
         return;
     }
     if work < PAR_MIN_ELEMS {
-        a.chunks_mut(ca).zip(b.chunks_mut(cb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
+        a.chunks_mut(ca)
+            .zip(b.chunks_mut(cb))
+            .enumerate()
+            .for_each(|(i, (x, y))| f(i, x, y));
     } else {
         a.par_chunks_mut(ca)
             .zip(b.par_chunks_mut(cb))
@@ -66,12 +69,18 @@ fn window(o: usize, k: usize, stride: usize, pad: usize, len: usize) -> (usize, 
 }
 
 /// Max pooling forward. Padding is −∞ (never selected); `argmax` gets the flat index within the
-/// (n, c) input plane of each maximum (the first one on ties; NaN wins, as in PyTorch).
+/// (n, c) input plane of each maximum (the first one on ties; a NaN wins, as in PyTorch).
 pub fn maxpool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     assert!(s.stride > 0, "maxpool2d: stride must be positive");
     assert_eq!(x.len(), s.n * s.c * s.h * s.w, "maxpool2d: x length for {s:?}");
-    assert!(y.len() == s.out_len() && argmax.len() == y.len(), "maxpool2d: y/argmax length for {s:?}");
-    assert!(s.h * s.w <= u32::MAX as usize, "maxpool2d: plane too large for u32 indices");
+    assert!(
+        y.len() == s.out_len() && argmax.len() == y.len(),
+        "maxpool2d: y/argmax length for {s:?}"
+    );
+    assert!(
+        s.h * s.w <= u32::MAX as usize,
+        "maxpool2d: plane too large for u32 indices"
+    );
     let (ho, wo, hw) = (s.h_out(), s.w_out(), s.h * s.w);
     for_each_plane2(y, ho * wo, argmax, ho * wo, x.len(), |plane, yp, ap| {
         let xp = &x[plane * hw..][..hw];
@@ -82,14 +91,12 @@ pub fn maxpool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut
                 let mut best = f32::NEG_INFINITY;
                 let mut idx = y0 * s.w + x0;
                 for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        let v = xp[iy * s.w + ix];
+                    let row = &xp[iy * s.w + x0..iy * s.w + x1];
+                    for (j, &v) in row.iter().enumerate() {
+                        // PyTorch's rule: a larger value or a NaN takes the slot.
                         if v > best || v.is_nan() {
                             best = v;
-                            idx = iy * s.w + ix;
-                            if v.is_nan() {
-                                break;
-                            }
+                            idx = iy * s.w + x0 + j;
                         }
                     }
                 }
@@ -103,7 +110,10 @@ pub fn maxpool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut
 /// Max pooling backward: each `dy` goes to its argmax position; `dx` is overwritten.
 pub fn maxpool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
     assert_eq!(dx.len(), s.n * s.c * s.h * s.w, "maxpool2d: dx length for {s:?}");
-    assert!(dy.len() == s.out_len() && argmax.len() == dy.len(), "maxpool2d: dy/argmax length for {s:?}");
+    assert!(
+        dy.len() == s.out_len() && argmax.len() == dy.len(),
+        "maxpool2d: dy/argmax length for {s:?}"
+    );
     let (op, hw) = (s.h_out() * s.w_out(), s.h * s.w);
     super::for_each_piece(dx, hw, dx.len() + dy.len(), |plane, dxp| {
         dxp.fill(0.0);
@@ -125,14 +135,31 @@ fn adaptive_window(i: usize, len: usize, out: usize) -> (usize, usize) {
 
 #[allow(clippy::too_many_arguments)]
 fn check_adaptive(n: usize, c: usize, h: usize, w: usize, oh: usize, ow: usize, x_len: usize, y_len: usize) {
-    assert_eq!(x_len, n * c * h * w, "adaptive_avgpool2d: input length for n={n} c={c} h={h} w={w}");
-    assert_eq!(y_len, n * c * oh * ow, "adaptive_avgpool2d: output length for {oh}x{ow}");
+    assert_eq!(
+        x_len,
+        n * c * h * w,
+        "adaptive_avgpool2d: input length for n={n} c={c} h={h} w={w}"
+    );
+    assert_eq!(
+        y_len,
+        n * c * oh * ow,
+        "adaptive_avgpool2d: output length for {oh}x{ow}"
+    );
 }
 
 /// Adaptive average pooling to `oh × ow` (global pooling is `1 × 1`; an output larger than the
 /// input replicates, e.g. 1×1 → 7×7).
 #[allow(clippy::too_many_arguments)]
-pub fn adaptive_avgpool2d_forward(n: usize, c: usize, h: usize, w: usize, oh: usize, ow: usize, x: &[f32], y: &mut [f32]) {
+pub fn adaptive_avgpool2d_forward(
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
     check_adaptive(n, c, h, w, oh, ow, x.len(), y.len());
     if h == 0 || w == 0 {
         y.fill(0.0);
@@ -157,7 +184,16 @@ pub fn adaptive_avgpool2d_forward(n: usize, c: usize, h: usize, w: usize, oh: us
 
 /// Adaptive average pooling backward: each `dy` spread evenly over its window; `dx` is overwritten.
 #[allow(clippy::too_many_arguments)]
-pub fn adaptive_avgpool2d_backward(n: usize, c: usize, h: usize, w: usize, oh: usize, ow: usize, dy: &[f32], dx: &mut [f32]) {
+pub fn adaptive_avgpool2d_backward(
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+) {
     check_adaptive(n, c, h, w, oh, ow, dx.len(), dy.len());
     let op = oh * ow;
     super::for_each_piece(dx, h * w, dx.len() + dy.len(), |plane, dxp| {
@@ -218,7 +254,11 @@ mod tests {
         let hw = s.h * s.w;
         for (i, (&a, &v)) in am.iter().zip(&y).enumerate() {
             let plane = i / (s.h_out() * s.w_out());
-            assert_eq!(x[plane * hw + a as usize], v, "argmax {i} does not point at the maximum");
+            assert_eq!(
+                x[plane * hw + a as usize],
+                v,
+                "argmax {i} does not point at the maximum"
+            );
         }
         let r = randv(&mut rng, s.out_len());
         let r64 = to64(&r);
@@ -231,19 +271,114 @@ mod tests {
     #[test]
     fn maxpool_forward_backward() {
         // ResNet stem pooling (3, 2, 1) on odd and even sizes, and VGG's (2, 2, 0).
-        check_max(Pool2dShape { n: 2, c: 3, h: 7, w: 6, k: 3, stride: 2, pad: 1 }, 1);
-        check_max(Pool2dShape { n: 2, c: 2, h: 8, w: 8, k: 3, stride: 2, pad: 1 }, 2);
-        check_max(Pool2dShape { n: 3, c: 2, h: 5, w: 4, k: 2, stride: 2, pad: 0 }, 3);
-        check_max(Pool2dShape { n: 2, c: 2, h: 2, w: 2, k: 3, stride: 2, pad: 1 }, 4);
+        check_max(
+            Pool2dShape {
+                n: 2,
+                c: 3,
+                h: 7,
+                w: 6,
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+            1,
+        );
+        check_max(
+            Pool2dShape {
+                n: 2,
+                c: 2,
+                h: 8,
+                w: 8,
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+            2,
+        );
+        check_max(
+            Pool2dShape {
+                n: 3,
+                c: 2,
+                h: 5,
+                w: 4,
+                k: 2,
+                stride: 2,
+                pad: 0,
+            },
+            3,
+        );
+        check_max(
+            Pool2dShape {
+                n: 2,
+                c: 2,
+                h: 2,
+                w: 2,
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+            4,
+        );
         // Overlapping windows with stride 1: one input feeds several outputs.
-        check_max(Pool2dShape { n: 2, c: 2, h: 5, w: 5, k: 3, stride: 1, pad: 1 }, 5);
+        check_max(
+            Pool2dShape {
+                n: 2,
+                c: 2,
+                h: 5,
+                w: 5,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            5,
+        );
+    }
+
+    #[test]
+    fn maxpool_ties_and_nan_by_hand() {
+        // Ties keep the first maximum; a NaN takes the slot (PyTorch).
+        let s = Pool2dShape {
+            n: 1,
+            c: 1,
+            h: 2,
+            w: 4,
+            k: 2,
+            stride: 2,
+            pad: 0,
+        };
+        let x = [1.0f32, 3.0, f32::NAN, 0.0, 3.0, 2.0, 5.0, 1.0];
+        let (mut y, mut am) = ([0.0f32; 2], [0u32; 2]);
+        maxpool2d_forward(&s, &x, &mut y, &mut am);
+        assert_eq!(y[0], 3.0);
+        assert_eq!(am[0], 1);
+        assert!(y[1].is_nan());
+        assert_eq!(am[1], 2);
+        let mut dx = [9.0f32; 8];
+        maxpool2d_backward(&s, &[1.0, 2.0], &am, &mut dx);
+        assert_eq!(dx, [0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     }
 
     #[test]
     fn maxpool_shapes() {
-        let s = Pool2dShape { n: 1, c: 1, h: 16, w: 16, k: 3, stride: 2, pad: 1 };
+        let s = Pool2dShape {
+            n: 1,
+            c: 1,
+            h: 16,
+            w: 16,
+            k: 3,
+            stride: 2,
+            pad: 1,
+        };
         assert_eq!((s.h_out(), s.w_out()), (8, 8));
-        let s = Pool2dShape { n: 2, c: 3, h: 1, w: 1, k: 2, stride: 2, pad: 0 };
+        let s = Pool2dShape {
+            n: 2,
+            c: 3,
+            h: 1,
+            w: 1,
+            k: 2,
+            stride: 2,
+            pad: 0,
+        };
         assert_eq!(s.out_len(), 0);
     }
 

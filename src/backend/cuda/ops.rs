@@ -274,7 +274,7 @@ impl CudaBackend {
     ) -> Result<()> {
         check_len("bias", bias.len(), c)?;
         check_len("bias output", y.len(), n * c * hw)?;
-        if y.len() == 0 {
+        if y.is_empty() {
             return Ok(());
         }
         let p = BiasParams { n: u32_of("bias n", n)?, c: c as u32, hw: u32_of("bias hw", hw)?, beta: 0.0 };
@@ -521,7 +521,7 @@ impl CudaBackend {
         {
             check_len(what, len, c)?;
         }
-        if x.len() == 0 {
+        if x.is_empty() {
             return Ok(());
         }
         let f = self.function(Family::BatchNorm, "batchnorm_fwd_eval")?;
@@ -575,7 +575,7 @@ impl CudaBackend {
     /// `y = max(x, 0)`.
     pub fn relu_forward(&self, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
         check_len("relu y", y.len(), x.len())?;
-        if x.len() == 0 {
+        if x.is_empty() {
             return Ok(());
         }
         let p = EltParams { len: u32_of("relu length", x.len())? };
@@ -595,7 +595,7 @@ impl CudaBackend {
     ) -> Result<()> {
         check_len("relu dy", dy.len(), y.len())?;
         check_len("relu dx", dx.len(), y.len())?;
-        if y.len() == 0 {
+        if y.is_empty() {
             return Ok(());
         }
         let p = EltParams { len: u32_of("relu length", y.len())? };
@@ -608,6 +608,7 @@ impl CudaBackend {
 
     // ---- pooling ---------------------------------------------------------------------------------
 
+    #[allow(clippy::too_many_arguments)]
     fn pool_params(n: usize, c: usize, h: usize, w: usize, oh: usize, ow: usize, k: usize, stride: usize, pad: usize) -> Result<PoolParams> {
         u32_of("pool input", n * c * h * w)?;
         u32_of("pool output", n * c * oh * ow)?;
@@ -666,7 +667,7 @@ impl CudaBackend {
         check_len("maxpool dy", dy.len(), s.out_len())?;
         check_len("maxpool argmax", argmax.len(), s.out_len())?;
         check_len("maxpool dx", dx.len(), s.n * s.c * s.h * s.w)?;
-        if dx.len() == 0 {
+        if dx.is_empty() {
             return Ok(());
         }
         let f = self.function(Family::Pool, "maxpool_bwd")?;
@@ -693,7 +694,7 @@ impl CudaBackend {
         let p = Self::pool_params(n, c, h, w, oh, ow, 0, 0, 0)?;
         check_len("adaptive_avgpool x", x.len(), n * c * h * w)?;
         check_len("adaptive_avgpool y", y.len(), n * c * oh * ow)?;
-        if y.len() == 0 || h == 0 || w == 0 {
+        if y.is_empty() || h == 0 || w == 0 {
             return Ok(());
         }
         let f = self.function(Family::Pool, "adaptive_avgpool_fwd")?;
@@ -720,7 +721,7 @@ impl CudaBackend {
         let p = Self::pool_params(n, c, h, w, oh, ow, 0, 0, 0)?;
         check_len("adaptive_avgpool dy", dy.len(), n * c * oh * ow)?;
         check_len("adaptive_avgpool dx", dx.len(), n * c * h * w)?;
-        if dx.len() == 0 {
+        if dx.is_empty() {
             return Ok(());
         }
         let f = self.function(Family::Pool, "adaptive_avgpool_bwd")?;
@@ -817,7 +818,7 @@ impl CudaBackend {
     ) -> Result<()> {
         check_len("sgd gradient", g.len(), w.len())?;
         check_len("sgd momentum buffer", buf.len(), w.len())?;
-        if w.len() == 0 {
+        if w.is_empty() {
             return Ok(());
         }
         let p = SgdParams { len: u32_of("sgd length", w.len())?, lr, momentum, weight_decay };
@@ -841,7 +842,7 @@ impl CudaBackend {
     ) -> Result<()> {
         check_len("pack residual", residual.len(), g.len())?;
         check_len("pack candidate", cand.len(), g.len())?;
-        if g.len() == 0 {
+        if g.is_empty() {
             return Ok(());
         }
         let p = PackParams { len: u32_of("pack length", g.len())?, weight };
@@ -861,7 +862,7 @@ impl CudaBackend {
         dense: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
         check_len("scatter values", val.len(), idx.len())?;
-        if idx.len() == 0 {
+        if idx.is_empty() {
             return Ok(());
         }
         let p = ScatterParams { count: u32_of("scatter count", idx.len())?, len: u32_of("scatter target", dense.len())?, scale };
@@ -875,7 +876,7 @@ impl CudaBackend {
 
     /// `dense[idx[j]] = 0` (clears sent entries of the residual).
     pub fn scatter_zero(&self, idx: &CudaView<'_, u32>, dense: &mut CudaViewMut<'_, f32>) -> Result<()> {
-        if idx.len() == 0 {
+        if idx.is_empty() {
             return Ok(());
         }
         let p = ScatterParams { count: u32_of("scatter count", idx.len())?, len: u32_of("scatter target", dense.len())?, scale: 0.0 };
