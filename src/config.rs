@@ -164,7 +164,8 @@ pub struct Resolved {
 impl RunConfig {
     /// Reads a TOML file over the defaults. Unknown keys are errors (a typo is never silently ignored).
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // Every rank reads the same file, so a missing one is a configuration error on all of them.
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("--config {}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| {
             let msg = e.message().replace('\n', " ");
             Error::Config(format!("{}: {}", path.display(), msg.trim()))

@@ -19,12 +19,25 @@ fn run_mpi(np: usize) {
     let out = Command::new("timeout")
         .args(["180", "mpirun", "-np", &np.to_string()])
         .arg(&exe)
-        .args(["child_sparse_mpi", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "child_sparse_mpi",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .output()
         .expect("mpirun (MPICH) must be on PATH to run the multi-rank tests");
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "mpirun -np {np} failed ({}):\n{text}", out.status);
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "mpirun -np {np} failed ({}):\n{text}",
+        out.status
+    );
     let marks = text.matches(OK_MARK).count();
     assert_eq!(marks, np, "expected {np} ranks to report success:\n{text}");
 }
@@ -77,9 +90,15 @@ fn handmade_pairs(case: usize, r: usize, n: usize) -> (Vec<u32>, Vec<f32>) {
     match case {
         // Collisions across ranks at 0, 5 and 36; the last rank sends nothing.
         0 if r + 1 == n => (vec![], vec![]),
-        0 => (vec![0, 3, 5, 36], vec![1.0, 2.0 * (r + 1) as f32, -4.0, 8.0]),
+        0 => (
+            vec![0, 3, 5, 36],
+            vec![1.0, 2.0 * (r + 1) as f32, -4.0, 8.0],
+        ),
         // Every rank sends index 0 and index 36; rank r also r+1.
-        1 => (vec![0, r as u32 + 1, 36], vec![16.0, 32.0 + r as f32, -(r as f32) - 0.5]),
+        1 => (
+            vec![0, r as u32 + 1, 36],
+            vec![16.0, 32.0 + r as f32, -(r as f32) - 0.5],
+        ),
         // Unsorted, with a duplicate inside one rank (the sequential scatter path).
         _ => (vec![5, 0, 5, 2], vec![1.0, 1.0, 1.0, r as f32]),
     }
@@ -103,7 +122,9 @@ fn f64_reference(n: usize, len: usize, pairs: impl Fn(usize) -> (Vec<u32>, Vec<f
 
 /// Ranks must end with identical aggregates: compare a checksum of the bits.
 fn same_on_all_ranks(world: &World, x: &[f32]) -> bool {
-    let h = x.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| (h ^ u64::from(v.to_bits())).wrapping_mul(0x100_0000_01b3));
+    let h = x.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
+        (h ^ u64::from(v.to_bits())).wrapping_mul(0x100_0000_01b3)
+    });
     let all = world.allgather_u64(h);
     all.iter().all(|&a| a == all[0])
 }
@@ -121,15 +142,22 @@ fn check_handmade(world: &World, fails: &mut Vec<String>) {
                 continue;
             }
         };
-        let want_counts: Vec<u64> = (0..n).map(|q| handmade_pairs(case, q, n).0.len() as u64).collect();
+        let want_counts: Vec<u64> = (0..n)
+            .map(|q| handmade_pairs(case, q, n).0.len() as u64)
+            .collect();
         if counts != want_counts {
-            fails.push(format!("case {case}: counts {counts:?}, expected {want_counts:?}"));
+            fails.push(format!(
+                "case {case}: counts {counts:?}, expected {want_counts:?}"
+            ));
         }
         let want = f64_reference(n, len, |q| handmade_pairs(case, q, n));
         // Small integers and halves: the f32 sums are exact.
         for i in 0..len {
             if f64::from(dense[i]) != want[i] {
-                fails.push(format!("case {case}: element {i} is {}, expected {}", dense[i], want[i]));
+                fails.push(format!(
+                    "case {case}: element {i} is {}, expected {}",
+                    dense[i], want[i]
+                ));
             }
         }
         if !same_on_all_ranks(world, &dense) {
@@ -170,9 +198,16 @@ fn check_topk_random(world: &World, fails: &mut Vec<String>) {
     if n > 1 && collisions < 1000 {
         fails.push(format!("random: only {collisions} of {counted} indices collide; the case does not test accumulation"));
     }
-    let bad: Vec<usize> = (0..len).filter(|&i| (f64::from(dense[i]) - want[i]).abs() > 1e-6 * (1.0 + want[i].abs())).collect();
+    let bad: Vec<usize> = (0..len)
+        .filter(|&i| (f64::from(dense[i]) - want[i]).abs() > 1e-6 * (1.0 + want[i].abs()))
+        .collect();
     if let Some(&i) = bad.first() {
-        fails.push(format!("random: {} mismatches, first at {i}: {} vs {}", bad.len(), dense[i], want[i]));
+        fails.push(format!(
+            "random: {} mismatches, first at {i}: {} vs {}",
+            bad.len(),
+            dense[i],
+            want[i]
+        ));
     }
     if !same_on_all_ranks(world, &dense) {
         fails.push("random: ranks disagree on the aggregate".into());
@@ -183,11 +218,19 @@ fn check_topk_random(world: &World, fails: &mut Vec<String>) {
 fn check_errors_agree(world: &World, fails: &mut Vec<String>) {
     let (n, r) = (world.size(), world.rank());
     let mut dense = vec![0f32; 10];
-    let (idx, val): (Vec<u32>, Vec<f32>) = if r == 0 { (vec![1, 2], vec![1.0]) } else { (vec![3], vec![1.0]) };
+    let (idx, val): (Vec<u32>, Vec<f32>) = if r == 0 {
+        (vec![1, 2], vec![1.0])
+    } else {
+        (vec![3], vec![1.0])
+    };
     if sparse_allgather_add(world, &idx, &val, &mut dense).is_ok() {
         fails.push("length mismatch on rank 0 was not reported".into());
     }
-    let (idx, val): (Vec<u32>, Vec<f32>) = if r + 1 == n { (vec![10], vec![1.0]) } else { (vec![9], vec![1.0]) };
+    let (idx, val): (Vec<u32>, Vec<f32>) = if r + 1 == n {
+        (vec![10], vec![1.0])
+    } else {
+        (vec![9], vec![1.0])
+    };
     if sparse_allgather_add(world, &idx, &val, &mut dense).is_ok() {
         fails.push("index 10 of a 10-element buffer was not reported".into());
     }
@@ -220,32 +263,42 @@ fn check_ar_topk(world: &World, fails: &mut Vec<String>) {
             }
         };
         if chosen != idx_of(root) {
-            fails.push(format!("AR-Topk step {step}: indices are not root {root}'s top-k"));
+            fails.push(format!(
+                "AR-Topk step {step}: indices are not root {root}'s top-k"
+            ));
         }
         let mut want = vec![0.0f64; len];
         for &j in &chosen {
             want[j as usize] = (0..n).map(|q| f64::from(acc_of(q)[j as usize])).sum();
         }
-        if let Some(i) = (0..len).find(|&i| (f64::from(dense[i]) - want[i]).abs() > 1e-5 * (1.0 + want[i].abs())) {
-            fails.push(format!("AR-Topk step {step}: element {i} is {}, expected {}", dense[i], want[i]));
+        if let Some(i) =
+            (0..len).find(|&i| (f64::from(dense[i]) - want[i]).abs() > 1e-5 * (1.0 + want[i].abs()))
+        {
+            fails.push(format!(
+                "AR-Topk step {step}: element {i} is {}, expected {}",
+                dense[i], want[i]
+            ));
         }
     }
 }
 
 fn check_majority(world: &World, fails: &mut Vec<String>) {
     let (n, r) = (world.size(), world.rank());
-    let cases: [(&str, Box<dyn Fn(usize) -> bool>); 4] = [
-        ("all", Box::new(|_| true)),
-        ("none", Box::new(|_| false)),
-        ("even ranks", Box::new(|q| q % 2 == 0)),
-        ("rank 0 only", Box::new(|q| q == 0)),
+    type Vote = fn(usize) -> bool;
+    let cases: [(&str, Vote); 4] = [
+        ("all", |_| true),
+        ("none", |_| false),
+        ("even ranks", |q| q % 2 == 0),
+        ("rank 0 only", |q| q == 0),
     ];
     for (name, vote) in cases.iter() {
         let decision = majority(world, vote(r));
         let votes = (0..n).filter(|&q| vote(q)).count() as u64;
         let want = 2 * votes > n as u64;
         if decision != want || majority_decision(votes, n as u64) != want {
-            fails.push(format!("majority ({name}): got {decision} with {votes}/{n} votes, expected {want}"));
+            fails.push(format!(
+                "majority ({name}): got {decision} with {votes}/{n} votes, expected {want}"
+            ));
         }
         let all = world.allgather_u64(u64::from(decision));
         if all.iter().any(|&d| d != all[0]) {

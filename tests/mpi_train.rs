@@ -18,7 +18,7 @@ fn read_json(p: &std::path::Path) -> serde_json::Value {
 fn tinycnn_learns_synthetic_under_two_ranks_and_writes_the_run_directory() {
     let out = tmpdir("learn");
     let o = train(2, &[
-        "--model", "tinycnn", "--policy", "ddl", "--rates", "200,200", "--batch", "32", "--steps", "200",
+        "--model", "tinycnn", "--policy", "ddl", "--rates", "200,200", "--batch", "32", "--steps", "300",
         "--lr", "0.05", "--eval-every", "50", "--synthetic-train", "6000", "--synthetic-test", "1000",
         "--milestones", "1000", "--out", out.to_str().unwrap(),
     ]);
@@ -26,24 +26,27 @@ fn tinycnn_learns_synthetic_under_two_ranks_and_writes_the_run_directory() {
     assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
     let s = read_json(&out.join("summary.json"));
     let top1 = s["final_top1"].as_f64().unwrap();
-    // 10 classes: chance is 0.10.
-    assert!(top1 > 0.35, "tinycnn should learn well above chance, got top1 {top1}");
+    // 10 classes: chance is 0.10. The synthetic set is learnable but not trivial: accuracy climbs
+    // over hundreds of steps rather than saturating at the first evaluation.
+    assert!(top1 > 0.5, "tinycnn should learn well above chance, got top1 {top1}");
+    let evals = std::fs::read_to_string(out.join("eval.csv")).unwrap();
+    let first: f64 = evals.lines().nth(1).unwrap().split(',').nth(2).unwrap().parse().unwrap();
+    assert!(first < 0.5 && first + 0.2 < top1, "accuracy should climb: first eval {first}, final {top1}");
     assert!(s["final_top5"].as_f64().unwrap() >= top1);
     assert_eq!(s["ranks"], 2);
-    assert_eq!(s["steps"], 200);
+    assert_eq!(s["steps"], 300);
     assert_eq!(s["model"], "tinycnn");
     assert!(s["images_per_s"].as_f64().unwrap() > 0.0);
     let cfg = read_json(&out.join("config.json"));
     assert_eq!(cfg["num_classes"], 10);
     assert_eq!(cfg["batch"], 32);
     let steps = std::fs::read_to_string(out.join("steps.csv")).unwrap();
-    assert_eq!(steps.lines().count(), 201, "header + one row per step");
+    assert_eq!(steps.lines().count(), 301, "header + one row per step");
     assert!(steps.lines().next().unwrap().starts_with("step,epoch,loss,lr,"));
     // DDL: every step has the fixed global batch 2·32.
     let row: Vec<&str> = steps.lines().nth(5).unwrap().split(',').collect();
     assert_eq!(row[5], "64");
-    let evals = std::fs::read_to_string(out.join("eval.csv")).unwrap();
-    assert_eq!(evals.lines().count(), 1 + 4);
+    assert_eq!(evals.lines().count(), 1 + 6);
     assert!(!se.contains("panicked"), "{se}");
 }
 
@@ -162,7 +165,7 @@ fn scadles_reaches_the_target_in_less_virtual_time_than_ddl() {
 fn adaptive_compression_learns_with_fewer_floats_than_dense() {
     let out = tmpdir("adaptive");
     let o = train(3, &[
-        "--model", "tinycnn", "--rates", "60,60,60", "--policy", "ddl", "--batch", "32", "--steps", "150", "--lr", "0.05",
+        "--model", "tinycnn", "--rates", "60,60,60", "--policy", "ddl", "--batch", "32", "--steps", "300", "--lr", "0.05",
         "--milestones", "1000", "--eval-every", "50", "--synthetic-train", "6000", "--synthetic-test", "600",
         "--compression", "adaptive", "--cr", "0.1", "--delta", "0.5", "--warmup-steps", "10", "--out", out.to_str().unwrap(),
     ]);
@@ -170,10 +173,10 @@ fn adaptive_compression_learns_with_fewer_floats_than_dense() {
     assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
     let s = read_json(&out.join("summary.json"));
     let params = s["params"].as_u64().unwrap();
-    let dense_floats = 150 * 3 * params;
+    let dense_floats = 300 * 3 * params;
     let floats = s["floats_sent_total"].as_u64().unwrap();
     let cnc = s["cnc_ratio"].as_f64().unwrap();
-    assert!(s["final_top1"].as_f64().unwrap() > 0.3, "still learns: {}", s["final_top1"]);
+    assert!(s["final_top1"].as_f64().unwrap() > 0.4, "still learns: {}", s["final_top1"]);
     assert!(cnc > 0.5 && cnc < 1.0, "warm-up is dense, most later steps compress: cnc {cnc}");
     assert!(floats < dense_floats / 2, "floats sent {floats} vs dense {dense_floats}");
     // The totals equal the per-step columns, and compressed steps send k values per rank.

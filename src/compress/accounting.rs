@@ -7,6 +7,10 @@
 //! - a sparse step sends its own k (index, value) pairs: k FP32 values and k indices (under AR-Topk,
 //!   k values, plus k indices on the rank that was root for the step).
 //!
+//! The training loop records CLUSTER totals in one `CommAccount` per rank (each `StepComm` it
+//! records holds the sum over ranks: N·len on a dense step, Σ k_r on a sparse one), so the
+//! summary's `floats_sent_total` is what the whole cluster sent, as Table V counts it.
+//!
 //! "Floats sent" in Table V counts FP32 values only, so [`CommAccount::floats_sent_total`] does too;
 //! [`CommAccount::floats_plus_indices`] adds the 4-byte indices. Cluster totals are the SUM over
 //! ranks of these counters.
@@ -24,12 +28,20 @@ pub struct StepComm {
 impl StepComm {
     /// A dense step over a buffer of `len` elements.
     pub fn dense(len: usize) -> Self {
-        StepComm { compressed: false, values_sent: len as u64, indices_sent: 0 }
+        StepComm {
+            compressed: false,
+            values_sent: len as u64,
+            indices_sent: 0,
+        }
     }
 
     /// A sparse step with `values` values and `indices` indices.
     pub fn sparse(values: usize, indices: usize) -> Self {
-        StepComm { compressed: true, values_sent: values as u64, indices_sent: indices as u64 }
+        StepComm {
+            compressed: true,
+            values_sent: values as u64,
+            indices_sent: indices as u64,
+        }
     }
 }
 
@@ -107,12 +119,22 @@ impl CommAccount {
     /// The four counters in a fixed order (dense steps, compressed steps, floats, indices), e.g.
     /// for a SUM allreduce into cluster totals.
     pub fn counters(&self) -> [u64; 4] {
-        [self.steps_dense, self.steps_compressed, self.floats_sent_total, self.indices_sent_total]
+        [
+            self.steps_dense,
+            self.steps_compressed,
+            self.floats_sent_total,
+            self.indices_sent_total,
+        ]
     }
 
     /// The inverse of [`counters`](Self::counters).
     pub fn from_counters(c: [u64; 4]) -> Self {
-        CommAccount { steps_dense: c[0], steps_compressed: c[1], floats_sent_total: c[2], indices_sent_total: c[3] }
+        CommAccount {
+            steps_dense: c[0],
+            steps_compressed: c[1],
+            floats_sent_total: c[2],
+            indices_sent_total: c[3],
+        }
     }
 }
 
@@ -129,7 +151,14 @@ mod tests {
         assert_eq!(a.cnc_ratio(), 0.0);
         for step in 0..10 {
             if step < 3 || step == 6 {
-                assert_eq!(a.record_dense(1000), StepComm { compressed: false, values_sent: 1000, indices_sent: 0 });
+                assert_eq!(
+                    a.record_dense(1000),
+                    StepComm {
+                        compressed: false,
+                        values_sent: 1000,
+                        indices_sent: 0
+                    }
+                );
             } else {
                 a.record_sparse(k_for(1000, 0.1));
             }

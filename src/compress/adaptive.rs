@@ -8,7 +8,9 @@ use crate::dist::World;
 use crate::error::{Error, Result};
 
 /// How gradients are communicated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Dense allreduce every step.
@@ -20,7 +22,17 @@ pub enum Compression {
 }
 
 /// What one top-k selection ranges over.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TopkScope {
     /// k = max(1, floor(numel_l·CR)) per parameter tensor, as the reference code does.
@@ -31,7 +43,17 @@ pub enum TopkScope {
 }
 
 /// Which form of the compression test.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Criterion {
     /// |‖g‖² − ‖Topk(g)‖²| / ‖g‖², smoothed by an EWMA (the paper).
@@ -69,10 +91,14 @@ impl AdaptivePolicy {
     /// `delta` (δ) must be finite and ≥ 0; `ewma` must lie in [0, 1).
     pub fn new(criterion: Criterion, delta: f64, ewma: f64, warmup_steps: u64) -> Result<Self> {
         if !(delta.is_finite() && delta >= 0.0) {
-            return Err(Error::Config(format!("--delta is {delta}; expected a finite number >= 0")));
+            return Err(Error::Config(format!(
+                "--delta is {delta}; expected a finite number >= 0"
+            )));
         }
         if !(0.0..1.0).contains(&ewma) {
-            return Err(Error::Config(format!("--ewma is {ewma}; expected a smoothing factor in [0, 1)")));
+            return Err(Error::Config(format!(
+                "--ewma is {ewma}; expected a smoothing factor in [0, 1)"
+            )));
         }
         Ok(AdaptivePolicy {
             criterion,
@@ -100,7 +126,9 @@ impl AdaptivePolicy {
     pub fn level(&self) -> Option<f64> {
         match self.criterion {
             Criterion::Paper => self.smoothed,
-            Criterion::Code => (self.mean_count > 0).then(|| self.mean_sum / self.mean_count as f64),
+            Criterion::Code => {
+                (self.mean_count > 0).then(|| self.mean_sum / self.mean_count as f64)
+            }
         }
     }
 
@@ -172,7 +200,11 @@ mod tests {
         for crit in [Criterion::Paper, Criterion::Code] {
             let mut p = AdaptivePolicy::new(crit, 1e9, 0.5, 3).unwrap();
             let votes: Vec<bool> = (0..10).map(|i| p.observe(0.5 + i as f64, i / 4)).collect();
-            assert_eq!(votes, [false, false, false, true, true, true, true, true, true, true], "{crit:?}");
+            assert_eq!(
+                votes,
+                [false, false, false, true, true, true, true, true, true, true],
+                "{crit:?}"
+            );
         }
     }
 
@@ -218,10 +250,22 @@ mod tests {
 
     #[test]
     fn bad_settings_are_config_errors() {
-        assert!(matches!(AdaptivePolicy::new(Criterion::Paper, -0.1, 0.5, 0), Err(Error::Config(_))));
-        assert!(matches!(AdaptivePolicy::new(Criterion::Paper, f64::NAN, 0.5, 0), Err(Error::Config(_))));
-        assert!(matches!(AdaptivePolicy::new(Criterion::Paper, 0.3, 1.0, 0), Err(Error::Config(_))));
-        assert!(matches!(AdaptivePolicy::new(Criterion::Paper, 0.3, -0.1, 0), Err(Error::Config(_))));
+        assert!(matches!(
+            AdaptivePolicy::new(Criterion::Paper, -0.1, 0.5, 0),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            AdaptivePolicy::new(Criterion::Paper, f64::NAN, 0.5, 0),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            AdaptivePolicy::new(Criterion::Paper, 0.3, 1.0, 0),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            AdaptivePolicy::new(Criterion::Paper, 0.3, -0.1, 0),
+            Err(Error::Config(_))
+        ));
     }
 
     #[test]
@@ -238,10 +282,22 @@ mod tests {
 
     #[test]
     fn enum_names_are_lowercase() {
-        assert_eq!(serde_json::to_string(&Compression::Adaptive).unwrap(), "\"adaptive\"");
-        assert_eq!(serde_json::from_str::<TopkScope>("\"global\"").unwrap(), TopkScope::Global);
-        assert_eq!(serde_json::from_str::<Criterion>("\"code\"").unwrap(), Criterion::Code);
+        assert_eq!(
+            serde_json::to_string(&Compression::Adaptive).unwrap(),
+            "\"adaptive\""
+        );
+        assert_eq!(
+            serde_json::from_str::<TopkScope>("\"global\"").unwrap(),
+            TopkScope::Global
+        );
+        assert_eq!(
+            serde_json::from_str::<Criterion>("\"code\"").unwrap(),
+            Criterion::Code
+        );
         use clap::ValueEnum;
-        assert_eq!(Compression::from_str("topk", false).unwrap(), Compression::Topk);
+        assert_eq!(
+            Compression::from_str("topk", false).unwrap(),
+            Compression::Topk
+        );
     }
 }

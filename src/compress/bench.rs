@@ -8,7 +8,8 @@
 //! same compression ratio, and reports bytes from the following model (N ranks, k = k_for(n, cr),
 //! 4-byte values and indices; counts and headers ignored):
 //! - dense ring allreduce: per rank 2(N−1)/N · 4n, total 2(N−1) · 4n;
-//! - sparse allgatherv (ring): per rank (N−1) · 8k, total N(N−1) · 8k;
+//! - sparse allgather of packed 8-byte (index, value) pairs (ring): per rank (N−1) · 8k, total
+//!   N(N−1) · 8k (k is the same on every rank here, so no block padding);
 //! - AR-Topk: broadcast of 4k index bytes to N−1 ranks plus a ring allreduce of k values: per rank
 //!   (average) 3(N−1)/N · 4k, total 3(N−1) · 4k.
 //!
@@ -45,7 +46,13 @@ impl fmt::Display for TopkBenchRow {
         write!(
             f,
             "topk impl={} n={} cr={} k={} reps={} median_s={:.6} elems_per_s={:.4e}",
-            self.implementation, self.n, self.cr, self.k, self.reps, self.median_s, self.elems_per_s
+            self.implementation,
+            self.n,
+            self.cr,
+            self.k,
+            self.reps,
+            self.median_s,
+            self.elems_per_s
         )
     }
 }
@@ -73,7 +80,11 @@ pub struct ExchangeBenchRow {
 
 impl fmt::Display for ExchangeBenchRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "exchange ranks={} n={} cr={} k={} reps={}", self.ranks, self.n, self.cr, self.k, self.reps)?;
+        writeln!(
+            f,
+            "exchange ranks={} n={} cr={} k={} reps={}",
+            self.ranks, self.n, self.cr, self.k, self.reps
+        )?;
         writeln!(
             f,
             "exchange mode=dense   median_s={:.6} bytes_per_rank={:.4e} bytes_total={:.4e}",
@@ -139,7 +150,15 @@ pub fn bench_topk(n: usize, crs: &[f64], reps: usize) -> Vec<TopkBenchRow> {
                 })
                 .collect();
             let median_s = median(times);
-            TopkBenchRow { implementation: "scadles".into(), n, cr, k, reps, median_s, elems_per_s: n as f64 / median_s }
+            TopkBenchRow {
+                implementation: "scadles".into(),
+                n,
+                cr,
+                k,
+                reps,
+                median_s,
+                elems_per_s: n as f64 / median_s,
+            }
         })
         .collect()
 }
@@ -176,7 +195,9 @@ pub fn bench_exchange(world: &World, n: usize, cr: f64, reps: usize) -> Result<E
         Ok(())
     })?;
     sparse_allgather_add(world, &idx, &val, &mut dense)?;
-    let sparse_s = time_collective(world, reps, || sparse_allgather_add(world, &idx, &val, &mut dense).map(|_| ()))?;
+    let sparse_s = time_collective(world, reps, || {
+        sparse_allgather_add(world, &idx, &val, &mut dense).map(|_| ())
+    })?;
     let mut step = 0u64;
     ar_topk_allreduce(world, step, &idx, &g, &mut dense)?;
     let artopk_s = time_collective(world, reps, || {
@@ -211,7 +232,11 @@ mod tests {
     fn normal_buffer_has_unit_moments_and_is_reproducible() {
         let x = random_normal(200_000, 5);
         let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / x.len() as f64;
-        let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / x.len() as f64;
+        let var = x
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / x.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "variance {var}");
         assert_eq!(x, random_normal(200_000, 5));
@@ -222,8 +247,12 @@ mod tests {
         let rows = bench_topk(50_000, &[0.1, 0.01], 3);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].k, rows[1].k), (5_000, 500));
-        assert!(rows.iter().all(|r| r.median_s > 0.0 && (r.elems_per_s * r.median_s - 50_000.0).abs() < 1e-3));
-        assert!(rows[0].to_string().starts_with("topk impl=scadles n=50000 cr=0.1 k=5000 reps=3 "));
+        assert!(rows
+            .iter()
+            .all(|r| r.median_s > 0.0 && (r.elems_per_s * r.median_s - 50_000.0).abs() < 1e-3));
+        assert!(rows[0]
+            .to_string()
+            .starts_with("topk impl=scadles n=50000 cr=0.1 k=5000 reps=3 "));
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     }

@@ -24,6 +24,8 @@ pub mod residual;
 pub mod topk;
 
 pub use accounting::{CommAccount, StepComm};
-pub use adaptive::{majority, majority_decision, AdaptivePolicy, Compression, Criterion, TopkScope};
+pub use adaptive::{
+    majority, majority_decision, AdaptivePolicy, Compression, Criterion, TopkScope,
+};
 pub use residual::{compress_with_feedback, scope_ranges, CompressStats, ErrorFeedback};
 pub use topk::{k_for, topk};

@@ -14,6 +14,8 @@
 //!
 //! While a step is pending the residual buffer holds a itself (no second gradient-sized buffer),
 //! so [`ErrorFeedback::accumulated`] is what AR-Topk reads its own values from.
+// Scopes are lists of ranges; a one-element list (global scope) is intended.
+#![allow(clippy::single_range_in_vec_init)]
 use super::adaptive::{Criterion, TopkScope};
 use super::topk::{k_for, topk};
 use crate::error::{Error, Result};
@@ -51,7 +53,10 @@ impl CompressStats {
     /// The reference code's criterion: |Σ_l‖a_l‖ − Σ_l‖Topk(a_l)‖| / Σ_l‖a_l‖ with l over scopes
     /// (per-tensor for layer scope; for global scope it is the single global L2 norm).
     pub fn code_criterion(&self) -> f64 {
-        ratio((self.scope_norm_sum - self.topk_scope_norm_sum).abs(), self.scope_norm_sum)
+        ratio(
+            (self.scope_norm_sum - self.topk_scope_norm_sum).abs(),
+            self.scope_norm_sum,
+        )
     }
 
     pub fn criterion(&self, c: Criterion) -> f64 {
@@ -73,7 +78,11 @@ fn ratio(num: f64, den: f64) -> f64 {
 /// The ranges that top-k is applied to: one per parameter tensor for [`TopkScope::Layer`]
 /// (`layer_ranges`, which must tile `0..len` in order), or the single range `0..len` for
 /// [`TopkScope::Global`].
-pub fn scope_ranges(scope: TopkScope, layer_ranges: &[Range<usize>], len: usize) -> Result<Vec<Range<usize>>> {
+pub fn scope_ranges(
+    scope: TopkScope,
+    layer_ranges: &[Range<usize>],
+    len: usize,
+) -> Result<Vec<Range<usize>>> {
     match scope {
         TopkScope::Global => Ok(vec![0..len]),
         TopkScope::Layer => {
@@ -100,7 +109,9 @@ fn check_tiling(scopes: &[Range<usize>], len: usize) -> Result<()> {
         return Err(Error::Other(format!("top-k scopes end at {next}; expected them to cover the whole gradient of {len} elements")));
     }
     if len as u64 > 1u64 << 32 {
-        return Err(Error::Other(format!("gradient has {len} elements; sparse indices are u32 (at most 2^32)")));
+        return Err(Error::Other(format!(
+            "gradient has {len} elements; sparse indices are u32 (at most 2^32)"
+        )));
     }
     Ok(())
 }
@@ -184,7 +195,11 @@ impl ErrorFeedback {
         out_val: &mut Vec<f32>,
     ) -> Result<CompressStats> {
         if g.len() != self.len {
-            return Err(Error::Other(format!("gradient has {} elements; error feedback was made for {}", g.len(), self.len)));
+            return Err(Error::Other(format!(
+                "gradient has {} elements; error feedback was made for {}",
+                g.len(),
+                self.len
+            )));
         }
         if self.pending {
             return Err(Error::Other("top-k select called again before the previous step was committed (sparse or dense)".into()));
@@ -198,9 +213,22 @@ impl ErrorFeedback {
             } else {
                 norm_sq(&g[r.clone()])
             };
-            let a = if self.enabled { &self.residual[r.clone()] } else { &g[r.clone()] };
-            topk(a, k_for(r.len(), cr), &mut self.scratch_idx, &mut self.scratch_val);
-            let topk_sq: f64 = self.scratch_val.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let a = if self.enabled {
+                &self.residual[r.clone()]
+            } else {
+                &g[r.clone()]
+            };
+            topk(
+                a,
+                k_for(r.len(), cr),
+                &mut self.scratch_idx,
+                &mut self.scratch_val,
+            );
+            let topk_sq: f64 = self
+                .scratch_val
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum();
             stats.len += r.len();
             stats.k += self.scratch_idx.len();
             stats.norm_sq += norm_sq;
@@ -220,13 +248,20 @@ impl ErrorFeedback {
     /// root's indices (see `dist::sparse::ar_topk_allreduce`).
     pub fn commit_sparse(&mut self, sent: &[u32]) -> Result<()> {
         if !self.pending {
-            return Err(Error::Other("sparse commit without a pending top-k select".into()));
+            return Err(Error::Other(
+                "sparse commit without a pending top-k select".into(),
+            ));
         }
         if self.enabled {
             for &i in sent {
                 match self.residual.get_mut(i as usize) {
                     Some(r) => *r = 0.0,
-                    None => return Err(Error::Other(format!("sent index {i} is outside the gradient of {} elements", self.len))),
+                    None => {
+                        return Err(Error::Other(format!(
+                            "sent index {i} is outside the gradient of {} elements",
+                            self.len
+                        )))
+                    }
                 }
             }
         }
@@ -238,16 +273,24 @@ impl ErrorFeedback {
     /// (the carried residual rides along with this dense step) and zeroes the residual.
     pub fn commit_dense(&mut self, g: &mut [f32]) -> Result<()> {
         if !self.pending {
-            return Err(Error::Other("dense commit without a pending top-k select".into()));
+            return Err(Error::Other(
+                "dense commit without a pending top-k select".into(),
+            ));
         }
         if g.len() != self.len {
-            return Err(Error::Other(format!("gradient has {} elements; error feedback was made for {}", g.len(), self.len)));
+            return Err(Error::Other(format!(
+                "gradient has {} elements; error feedback was made for {}",
+                g.len(),
+                self.len
+            )));
         }
         if self.enabled {
-            g.par_chunks_mut(CHUNK).zip(self.residual.par_chunks_mut(CHUNK)).for_each(|(gc, rc)| {
-                gc.copy_from_slice(rc);
-                rc.fill(0.0);
-            });
+            g.par_chunks_mut(CHUNK)
+                .zip(self.residual.par_chunks_mut(CHUNK))
+                .for_each(|(gc, rc)| {
+                    gc.copy_from_slice(rc);
+                    rc.fill(0.0);
+                });
         }
         self.pending = false;
         Ok(())
@@ -288,7 +331,10 @@ fn accumulate(r: &mut [f32], g: &[f32]) -> f64 {
 }
 
 fn norm_sq(x: &[f32]) -> f64 {
-    let parts: Vec<f64> = x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>()).collect();
+    let parts: Vec<f64> = x
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>())
+        .collect();
     parts.iter().sum()
 }
 
@@ -334,9 +380,13 @@ mod tests {
                         sum_sent[i] += f64::from(dense[i]);
                     }
                 } else {
-                    let st = compress_with_feedback(&mut ef, &g, &scopes, 0.05, &mut idx, &mut val).unwrap();
+                    let st = compress_with_feedback(&mut ef, &g, &scopes, 0.05, &mut idx, &mut val)
+                        .unwrap();
                     assert_eq!(st.k, idx.len());
-                    assert!(idx.windows(2).all(|w| w[0] < w[1]), "global indices ascending");
+                    assert!(
+                        idx.windows(2).all(|w| w[0] < w[1]),
+                        "global indices ascending"
+                    );
                     let d = decompress(len, &idx, &val);
                     for i in 0..len {
                         sum_sent[i] += d[i];
@@ -346,7 +396,11 @@ mod tests {
             for i in 0..len {
                 let got = sum_sent[i] + f64::from(ef.residual()[i]);
                 let tol = 1e-4 * sum_abs[i].max(1.0);
-                assert!((got - sum_in[i]).abs() <= tol, "{scope:?} element {i}: sent+residual {got} vs inputs {}", sum_in[i]);
+                assert!(
+                    (got - sum_in[i]).abs() <= tol,
+                    "{scope:?} element {i}: sent+residual {got} vs inputs {}",
+                    sum_in[i]
+                );
             }
         }
     }
@@ -358,7 +412,15 @@ mod tests {
         let scopes = [0..2usize, 2..4];
         let (mut idx, mut val) = (vec![], vec![]);
         // cr 0.5: one of each pair.
-        let st = compress_with_feedback(&mut ef, &[1.0, -3.0, 0.5, 0.25], &scopes, 0.5, &mut idx, &mut val).unwrap();
+        let st = compress_with_feedback(
+            &mut ef,
+            &[1.0, -3.0, 0.5, 0.25],
+            &scopes,
+            0.5,
+            &mut idx,
+            &mut val,
+        )
+        .unwrap();
         assert_eq!((idx.clone(), val.clone()), (vec![1, 2], vec![-3.0, 0.5]));
         assert_eq!(ef.residual(), &[1.0, 0.0, 0.0, 0.25]);
         assert_eq!(st.norm_sq, 1.0 + 9.0 + 0.25 + 0.0625);
@@ -369,7 +431,15 @@ mod tests {
         // Next step a = [1.5, 0.5, 0.1, 0.5]: position 0 (residual 1 + 0.5) now wins; 3 beats 2.
         idx.clear();
         val.clear();
-        compress_with_feedback(&mut ef, &[0.5, 0.5, 0.1, 0.25], &scopes, 0.5, &mut idx, &mut val).unwrap();
+        compress_with_feedback(
+            &mut ef,
+            &[0.5, 0.5, 0.1, 0.25],
+            &scopes,
+            0.5,
+            &mut idx,
+            &mut val,
+        )
+        .unwrap();
         assert_eq!((idx, val), (vec![0, 3], vec![1.5, 0.5]));
         assert_eq!(ef.residual(), &[0.0, 0.5, 0.1, 0.0]);
     }
@@ -378,12 +448,28 @@ mod tests {
     fn disabled_feedback_is_plain_topk() {
         let mut ef = ErrorFeedback::with_feedback(3, false);
         let (mut idx, mut val) = (vec![], vec![]);
-        compress_with_feedback(&mut ef, &[1.0, -2.0, 0.5], &[0..3], 0.34, &mut idx, &mut val).unwrap();
+        compress_with_feedback(
+            &mut ef,
+            &[1.0, -2.0, 0.5],
+            &[0..3],
+            0.34,
+            &mut idx,
+            &mut val,
+        )
+        .unwrap();
         assert_eq!((idx.clone(), val.clone()), (vec![1], vec![-2.0]));
         assert!(ef.residual().is_empty());
         idx.clear();
         val.clear();
-        compress_with_feedback(&mut ef, &[1.0, -0.1, 0.5], &[0..3], 0.34, &mut idx, &mut val).unwrap();
+        compress_with_feedback(
+            &mut ef,
+            &[1.0, -0.1, 0.5],
+            &[0..3],
+            0.34,
+            &mut idx,
+            &mut val,
+        )
+        .unwrap();
         assert_eq!((idx, val), (vec![0], vec![1.0]));
     }
 
@@ -391,15 +477,27 @@ mod tests {
     fn misuse_is_an_error() {
         let mut ef = ErrorFeedback::new(4);
         let (mut idx, mut val) = (vec![], vec![]);
-        assert!(ef.select(&[0.0; 3], &[0..3], 0.5, &mut idx, &mut val).is_err());
-        assert!(ef.select(&[0.0; 4], &[0..3], 0.5, &mut idx, &mut val).is_err());
-        assert!(ef.select(&[0.0; 4], &[0..2, 3..4], 0.5, &mut idx, &mut val).is_err());
+        assert!(ef
+            .select(&[0.0; 3], &[0..3], 0.5, &mut idx, &mut val)
+            .is_err());
+        assert!(ef
+            .select(&[0.0; 4], &[0..3], 0.5, &mut idx, &mut val)
+            .is_err());
+        assert!(ef
+            .select(&[0.0; 4], &[0..2, 3..4], 0.5, &mut idx, &mut val)
+            .is_err());
         assert!(ef.commit_sparse(&[]).is_err());
-        ef.select(&[0.0; 4], &[0..4], 0.5, &mut idx, &mut val).unwrap();
-        assert!(ef.select(&[0.0; 4], &[0..4], 0.5, &mut idx, &mut val).is_err());
+        ef.select(&[0.0; 4], &[0..4], 0.5, &mut idx, &mut val)
+            .unwrap();
+        assert!(ef
+            .select(&[0.0; 4], &[0..4], 0.5, &mut idx, &mut val)
+            .is_err());
         assert!(ef.commit_sparse(&[4]).is_err());
         assert!(scope_ranges(TopkScope::Layer, &[0..2, 2..3], 4).is_err());
-        assert_eq!(scope_ranges(TopkScope::Global, &[0..2], 4).unwrap(), vec![0..4]);
+        assert_eq!(
+            scope_ranges(TopkScope::Global, &[0..2], 4).unwrap(),
+            vec![0..4]
+        );
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //!
 //! The k largest |x| are found without sorting: the magnitude of an f32 read as the u32 of its bits
 //! with the sign cleared orders exactly like the magnitude itself (IEEE-754 is monotone in its bit
-//! pattern for non-negative values). Two histogram passes over those keys (high 15 bits, then the low
-//! 16 bits inside the one high bin that holds the k-th largest) give the exact threshold key `t` and
-//! how many elements equal to `t` are still needed; a chunked, parallel count-then-write compaction
-//! then emits the selection in ascending index order. Every pass is O(n) and streams the input.
+//! pattern for non-negative values). On large inputs two streaming passes do the work:
+//! 1. a 1/128 sample brackets the k-th largest key in a narrow key range; one pass builds 64-lane
+//!    bit masks (packed compares), counts per block the keys above the range and collects the few
+//!    keys inside it; a select-nth over those candidates gives the exact threshold key `t` (the
+//!    bracket is verified by the counts, and an exact histogram route takes over when it misses or
+//!    when ties make the range wide);
+//! 2. a parallel compaction writes each block's selected elements into its own pre-sized output
+//!    window, walking the set bits of the masks, so the result comes out in ascending index order.
 //!
 //! Ties in magnitude are broken by the lower index, so the selection is a pure function of the input
 //! (every rank and every run picks the same set). NaN keys order above +inf, so a non-finite
@@ -111,7 +115,10 @@ pub fn topk(x: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
     idx.clear();
     val.clear();
     let n = x.len();
-    assert!(n as u64 <= 1u64 << 32, "top-k input has {n} elements; u32 indices address at most 2^32");
+    assert!(
+        n as u64 <= 1u64 << 32,
+        "top-k input has {n} elements; u32 indices address at most 2^32"
+    );
     let k = k.min(n);
     if k == 0 {
         return;
@@ -132,7 +139,11 @@ pub fn topk(x: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
 /// Select-nth over words `(!key << 32) | index`: ascending word order is descending magnitude, then
 /// ascending index, a total order, so the first k words are exactly the selection.
 fn topk_small(x: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
-    let mut words: Vec<u64> = x.iter().enumerate().map(|(i, &v)| (u64::from(!key(v)) << 32) | i as u64).collect();
+    let mut words: Vec<u64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (u64::from(!key(v)) << 32) | i as u64)
+        .collect();
     words.select_nth_unstable(k - 1);
     let chosen = &mut words[..k];
     for w in chosen.iter_mut() {
@@ -156,12 +167,15 @@ fn histogram<F: Fn(u32) -> Option<usize> + Sync>(x: &[f32], bins: usize, bin_of:
                 h
             },
         )
-        .fold(|| vec![0u64; bins], |mut a, h| {
-            for (x, y) in a.iter_mut().zip(h) {
-                *x += u64::from(y);
-            }
-            a
-        })
+        .fold(
+            || vec![0u64; bins],
+            |mut a, h| {
+                for (x, y) in a.iter_mut().zip(h) {
+                    *x += u64::from(y);
+                }
+                a
+            },
+        )
         .reduce(
             || vec![0u64; bins],
             |mut a, b| {
@@ -207,10 +221,17 @@ fn threshold(x: &[f32], k: usize) -> (u32, BlockCounts) {
             let (hb, need) = find_bin(&hist, k as u64);
             let (lo, hi) = ((hb as u32) << 16, ((hb as u32) << 16) | 0xffff);
             if hist[hb] as usize <= x.len() / 8 {
-                bracket_select(x, k, lo, hi).expect("the histogram bin brackets the k-th largest key")
+                bracket_select(x, k, lo, hi)
+                    .expect("the histogram bin brackets the k-th largest key")
             } else {
                 let hb32 = hb as u32;
-                let low = histogram(x, LO_BINS, |kk| if kk >> 16 == hb32 { Some((kk & 0xffff) as usize) } else { None });
+                let low = histogram(x, LO_BINS, |kk| {
+                    if kk >> 16 == hb32 {
+                        Some((kk & 0xffff) as usize)
+                    } else {
+                        None
+                    }
+                });
                 let (lb, _) = find_bin(&low, need);
                 let t = lo | lb as u32;
                 let ti = t as i32;
@@ -250,7 +271,10 @@ fn sample_bracket(x: &[f32], k: usize) -> Option<(u32, u32)> {
     if x.len() < (1 << 18) {
         return None;
     }
-    let mut sample: Vec<u32> = x.chunks(LANES * STRIDE).flat_map(|c| c[..LANES.min(c.len())].iter().map(|&v| key(v))).collect();
+    let mut sample: Vec<u32> = x
+        .chunks(LANES * STRIDE)
+        .flat_map(|c| c[..LANES.min(c.len())].iter().map(|&v| key(v)))
+        .collect();
     let m = sample.len();
     // Rank counted from the top (1 = largest) that the k-th largest has in the sample.
     let r = (k as f64) * (m as f64) / (x.len() as f64);
@@ -260,7 +284,11 @@ fn sample_bracket(x: &[f32], k: usize) -> Option<(u32, u32)> {
     let desc = |a: &u32, b: &u32| b.cmp(a);
     let (_, &mut hi, rest) = sample.select_nth_unstable_by(r_hi - 1, desc);
     // The sample's r_lo-th largest lies in the part after the r_hi-th.
-    let lo = if r_lo == r_hi { hi } else { *rest.select_nth_unstable_by(r_lo - r_hi - 1, desc).1 };
+    let lo = if r_lo == r_hi {
+        hi
+    } else {
+        *rest.select_nth_unstable_by(r_lo - r_hi - 1, desc).1
+    };
     let hi = if r_hi == 1 { u32::MAX } else { hi };
     let lo = if r_lo == m { 0 } else { lo };
     let inside = sample.iter().filter(|&&s| s >= lo && s <= hi).count();
@@ -271,7 +299,10 @@ fn sample_bracket(x: &[f32], k: usize) -> Option<(u32, u32)> {
 /// fewer than k lie above `hi` and at least k at or above `lo`, the k-th largest is among the
 /// candidates: returns it and the per-block (above t, equal to t) counts. Otherwise `None`.
 fn bracket_select(x: &[f32], k: usize, lo: u32, hi: u32) -> Option<(u32, BlockCounts)> {
-    let (lo_i, hi_i) = (lo.min(i32::MAX as u32) as i32, hi.min(i32::MAX as u32) as i32);
+    let (lo_i, hi_i) = (
+        lo.min(i32::MAX as u32) as i32,
+        hi.min(i32::MAX as u32) as i32,
+    );
     let per_block: Vec<(usize, Vec<u32>)> = x
         .par_chunks(BLOCK)
         .map(|b| {
@@ -310,7 +341,14 @@ fn bracket_select(x: &[f32], k: usize, lo: u32, hi: u32) -> Option<(u32, BlockCo
 
 /// Writes, per block and in index order, every element with key > t and the first `q` elements
 /// with key == t (`counts[b] = (above, q)`).
-fn compact(x: &[f32], k: usize, t: u32, counts: &[(usize, usize)], idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+fn compact(
+    x: &[f32],
+    k: usize,
+    t: u32,
+    counts: &[(usize, usize)],
+    idx: &mut Vec<u32>,
+    val: &mut Vec<f32>,
+) {
     debug_assert_eq!(counts.iter().map(|c| c.0 + c.1).sum::<usize>(), k);
     idx.resize(k, 0);
     val.resize(k, 0.0);
@@ -372,10 +410,20 @@ mod tests {
         want.sort_unstable();
         assert_eq!(idx.len(), want.len(), "n={} k={}", x.len(), k);
         if let Some(p) = idx.iter().zip(&want).position(|(a, b)| a != b) {
-            panic!("n={} k={}: first mismatch at {p}: got index {} want {}", x.len(), k, idx[p], want[p]);
+            panic!(
+                "n={} k={}: first mismatch at {p}: got index {} want {}",
+                x.len(),
+                k,
+                idx[p],
+                want[p]
+            );
         }
         for (&i, &v) in idx.iter().zip(&val) {
-            assert_eq!(v.to_bits(), x[i as usize].to_bits(), "value at {i} must keep its sign and bits");
+            assert_eq!(
+                v.to_bits(),
+                x[i as usize].to_bits(),
+                "value at {i} must keep its sign and bits"
+            );
         }
     }
 
@@ -385,7 +433,9 @@ mod tests {
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut r = StdRng::seed_from_u64(seed);
-        (0..n).map(|_| r.gen_range(-1.0f32..1.0) * 10f32.powi(r.gen_range(-3..3))).collect()
+        (0..n)
+            .map(|_| r.gen_range(-1.0f32..1.0) * 10f32.powi(r.gen_range(-3..3)))
+            .collect()
     }
 
     /// Values from a small integer set, both signs: almost every magnitude is tied.
@@ -452,11 +502,18 @@ mod tests {
         let n = 1 << 20;
         let mut r = StdRng::seed_from_u64(4);
         let x: Vec<f32> = (0..n)
-            .map(|i| if (i / LANES) % 128 == 0 { r.gen_range(-1.0f32..1.0) } else { r.gen_range(-1e3f32..1e3) })
+            .map(|i| {
+                if (i / LANES) % 128 == 0 {
+                    r.gen_range(-1.0f32..1.0)
+                } else {
+                    r.gen_range(-1e3f32..1e3)
+                }
+            })
             .collect();
         let order = reference_order(&x);
         for k in [n / 2, n / 10, n - n / 200] {
-            assert!(sample_bracket(&x, k).is_some_and(|(lo, hi)| bracket_select(&x, k, lo, hi).is_none()));
+            assert!(sample_bracket(&x, k)
+                .is_some_and(|(lo, hi)| bracket_select(&x, k, lo, hi).is_none()));
             check_with(&x, &order, k);
         }
     }
@@ -469,8 +526,22 @@ mod tests {
         for k in [1, 3, BLOCK, n / 7, 2 * n / 7 + 1, n / 2, n - 2] {
             check_with(&x, &order, k);
         }
+        // About 500 copies of each magnitude: the sampled bracket route, with ties at t.
+        let mut r = StdRng::seed_from_u64(12);
+        let x: Vec<f32> = (0..1usize << 19)
+            .map(|_| r.gen_range(-500i32..=500) as f32 * 0.25)
+            .collect();
+        let order = reference_order(&x);
+        for k in [100, 5_000, 1 << 17, (1 << 19) - 3] {
+            check_with(&x, &order, k);
+        }
+        assert!(sample_bracket(&x, 1 << 17)
+            .and_then(|(lo, hi)| bracket_select(&x, 1 << 17, lo, hi))
+            .is_some());
         // All equal magnitudes, mixed signs: the selection is exactly the first k indices.
-        let x: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { -2.5 } else { 2.5 }).collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| if i % 3 == 0 { -2.5 } else { 2.5 })
+            .collect();
         let (mut idx, mut val) = (Vec::new(), Vec::new());
         topk(&x, 1000, &mut idx, &mut val);
         assert_eq!(idx, (0..1000u32).collect::<Vec<_>>());
@@ -502,7 +573,10 @@ mod tests {
         assert!(idx.iter().enumerate().all(|(i, &j)| i as u32 == j));
         assert_eq!(val, x);
         topk(&[-4.0], 1, &mut idx, &mut val);
-        assert_eq!((idx.as_slice(), val.as_slice()), (&[0u32][..], &[-4.0f32][..]));
+        assert_eq!(
+            (idx.as_slice(), val.as_slice()),
+            (&[0u32][..], &[-4.0f32][..])
+        );
         topk(&[-4.0], 0, &mut idx, &mut val);
         assert!(idx.is_empty() && val.is_empty());
         topk(&[], 3, &mut idx, &mut val);

@@ -32,9 +32,9 @@ const GRATINGS: usize = 2;
 /// Spatial frequency range of the gratings, in cycles per image side (periods of 4.5 to 11 pixels).
 const GRATING_FREQ: std::ops::Range<f32> = 3.0..7.0;
 /// Pixel scale of the unit-variance layout, around mid-grey.
-const LAYOUT: f32 = 0.035;
+const LAYOUT: f32 = 0.05;
 /// Pixel amplitude of a unit grating.
-const TEXTURE: f32 = 0.04;
+const TEXTURE: f32 = 0.15;
 /// Standard deviation of the per-pixel noise, in [0, 1] pixel units.
 const NOISE: f32 = 0.2;
 /// Largest weight of the other class's layout and texture mixed into a sample (below ½, so the own
@@ -483,11 +483,10 @@ mod tests {
         let acc = ncm_accuracy(&tr, &te);
         assert!(acc > 0.2 && acc < 0.7, "nearest-class-mean accuracy {acc}");
         // Most of the class is in position-free structure: spectral features do much better.
+        // (That a small CNN needs hundreds of SGD steps to learn it is checked end to end in
+        // tests/mpi_train.rs.)
         let spec_acc = spectral_ncm_accuracy(&tr, &te);
-        assert!(
-            spec_acc > acc + 0.15 && spec_acc < 0.95,
-            "spectral {spec_acc} vs raw {acc}"
-        );
+        assert!(spec_acc > acc + 0.15, "spectral {spec_acc} vs raw {acc}");
         // Pixels use the range without piling up at the clip limits.
         let sat = tr.images.iter().filter(|&&v| v == 0 || v == 255).count() as f64
             / tr.images.len() as f64;

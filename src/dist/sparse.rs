@@ -1,9 +1,9 @@
 //! Sparse (index, value) exchange for top-k steps (paper §3.5; ARCHITECTURE step 6).
 //!
-//! [`sparse_allgather_add`] is exact: every rank's pairs reach every rank unpadded (allgatherv
-//! with the true counts) and are scatter-ADDED into a zeroed dense buffer, so an index chosen by
-//! several ranks accumulates and index 0 is an ordinary index. Since the gradients were scaled by
-//! r_i before top-k, the sum is the weighted aggregate of Eq. 4.
+//! [`sparse_allgather_add`] is exact: every rank's pairs reach every rank with their true counts
+//! and are scatter-ADDED into a zeroed dense buffer, so an index chosen by several ranks
+//! accumulates and index 0 is an ordinary index. Since the gradients were scaled by r_i before
+//! top-k, the sum is the weighted aggregate of Eq. 4.
 //!
 //! [`ar_topk_allreduce`] is the authors' AR-Topk alternative: one rank's index set for everyone, then
 //! a plain SUM allreduce of k values.
@@ -12,9 +12,7 @@
 //! bad input on one rank gives the same `Err` on every rank instead of a hang.
 use super::World;
 use crate::error::{Error, Result};
-use mpi::datatype::PartitionMut;
 use mpi::traits::*;
-use mpi::Count;
 use rayon::prelude::*;
 
 /// Count word that marks "this rank's input is invalid".
@@ -24,19 +22,43 @@ const PAR_MIN_PAIRS: usize = 1 << 16;
 /// Dense elements per parallel scatter task.
 const SCATTER_BLOCK: usize = 1 << 18;
 
-/// Exact sparse aggregation (no padding): allgather of each rank's count (u64), allgatherv of the
-/// u32 indices and f32 values, then scatter-ADD of every rank's pairs into `dense` (zeroed first),
-/// in rank order, so every rank computes a bitwise-identical result. Duplicate indices across (or
-/// within) ranks accumulate; index 0 is an index like any other. A rank with count 0 still joins.
-/// Returns the per-rank counts (index = rank).
+/// One (index, value) pair in one word: index in the high half, so words of one rank sort by index.
+#[inline]
+fn pack(i: u32, v: f32) -> u64 {
+    (u64::from(i) << 32) | u64::from(v.to_bits())
+}
+
+#[inline]
+fn unpack(w: u64) -> (usize, f32) {
+    ((w >> 32) as usize, f32::from_bits(w as u32))
+}
+
+/// Exact sparse aggregation (no padding): allgather of each rank's count, then the packed
+/// (u32 index, f32 value) pairs of every rank — allgatherv with the exact counts, so the collective
+/// carries each rank's own contribution and nothing more — then scatter-ADD of every rank's pairs
+/// into `dense` (zeroed first), in rank order, so every rank computes a bitwise-identical result.
+/// Duplicate indices across (or within) ranks accumulate; index 0 is an index like any other. A
+/// rank with count 0 still joins. Returns the per-rank counts (index = rank).
+///
+/// When every rank's count is the same (the usual case in training: k depends only on tensor
+/// sizes and CR) the exchange is a plain allgather, which moves exactly the same bytes: MPICH
+/// 4.0's allgatherv (ring) ran about 100× slower than allgather here with 3–4 ranks on 2 cores.
 ///
 /// Every rank must call this in the same step with a `dense` of the same length. Errors (the same
 /// on every rank): `idx`/`val` lengths differ on some rank, an index is ≥ `dense.len()`, the
-/// `dense` lengths differ across ranks, or the gathered total exceeds MPI's i32 counts.
-pub fn sparse_allgather_add(world: &World, idx: &[u32], val: &[f32], dense: &mut [f32]) -> Result<Vec<u64>> {
+/// `dense` lengths differ across ranks, or the gathered buffer exceeds MPI's i32 counts.
+pub fn sparse_allgather_add(
+    world: &World,
+    idx: &[u32],
+    val: &[f32],
+    dense: &mut [f32],
+) -> Result<Vec<u64>> {
     let n = world.size();
     let local_ok = idx.len() == val.len() && idx.iter().all(|&i| (i as usize) < dense.len());
-    let mine = [if local_ok { idx.len() as u64 } else { BAD }, dense.len() as u64];
+    let mine = [
+        if local_ok { idx.len() as u64 } else { BAD },
+        dense.len() as u64,
+    ];
     let mut all = vec![0u64; 2 * n];
     world.comm().all_gather_into(&mine[..], &mut all[..]);
     let counts: Vec<u64> = all.iter().step_by(2).copied().collect();
@@ -54,27 +76,30 @@ pub fn sparse_allgather_add(world: &World, idx: &[u32], val: &[f32], dense: &mut
     }
     let total: u64 = counts.iter().sum();
     if total > i32::MAX as u64 {
-        return Err(Error::Other(format!("sparse exchange: {total} pairs in all exceed MPI's count limit of {}", i32::MAX)));
+        return Err(Error::Other(format!(
+            "sparse exchange: {total} gathered pairs exceed MPI's count limit of {}",
+            i32::MAX
+        )));
     }
-
-    let c32: Vec<Count> = counts.iter().map(|&c| c as Count).collect();
-    let displs: Vec<Count> = c32.iter().scan(0, |acc, &c| {
+    let displs: Vec<usize> = counts.iter().scan(0usize, |acc, &c| {
         let d = *acc;
-        *acc += c;
+        *acc += c as usize;
         Some(d)
     }).collect();
-    let mut all_idx = vec![0u32; total as usize];
-    let mut all_val = vec![0f32; total as usize];
+    let mut gathered = vec![0u64; total as usize];
     if total > 0 {
-        world.comm().all_gather_varcount_into(idx, &mut PartitionMut::new(&mut all_idx[..], &c32[..], &displs[..]));
-        world.comm().all_gather_varcount_into(val, &mut PartitionMut::new(&mut all_val[..], &c32[..], &displs[..]));
+        let send: Vec<u64> = idx.par_iter().zip(val.par_iter()).map(|(&i, &v)| pack(i, v)).collect();
+        if counts.iter().all(|&c| c == counts[0]) {
+            world.comm().all_gather_into(&send[..], &mut gathered[..]);
+        } else {
+            let c32: Vec<mpi::Count> = counts.iter().map(|&c| c as mpi::Count).collect();
+            let d32: Vec<mpi::Count> = displs.iter().map(|&d| d as mpi::Count).collect();
+            let mut part = mpi::datatype::PartitionMut::new(&mut gathered[..], &c32[..], &d32[..]);
+            world.comm().all_gather_varcount_into(&send[..], &mut part);
+        }
     }
-
-    let parts: Vec<(&[u32], &[f32])> = (0..n)
-        .map(|r| {
-            let (s, e) = (displs[r] as usize, displs[r] as usize + c32[r] as usize);
-            (&all_idx[s..e], &all_val[s..e])
-        })
+    let parts: Vec<&[u64]> = (0..n)
+        .map(|r| &gathered[displs[r]..displs[r] + counts[r] as usize])
         .collect();
     scatter_add(&parts, dense);
     Ok(counts)
@@ -84,30 +109,37 @@ pub fn sparse_allgather_add(world: &World, idx: &[u32], val: &[f32], dense: &mut
 /// ascending the dense buffer is cut into blocks handled in parallel: each block takes, rank by
 /// rank, the run of pairs that falls inside it (found by binary search), so every element still
 /// sees its additions in rank order and the result equals the sequential one bit for bit.
-fn scatter_add(parts: &[(&[u32], &[f32])], dense: &mut [f32]) {
-    let total: usize = parts.iter().map(|p| p.0.len()).sum();
-    let sorted = parts.iter().all(|p| p.0.windows(2).all(|w| w[0] <= w[1]));
+fn scatter_add(parts: &[&[u64]], dense: &mut [f32]) {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let sorted = parts
+        .iter()
+        .all(|p| p.windows(2).all(|w| w[0] >> 32 <= w[1] >> 32));
     if total < PAR_MIN_PAIRS || !sorted {
         dense.fill(0.0);
-        for (idx, val) in parts {
-            for (&i, &v) in idx.iter().zip(val.iter()) {
-                dense[i as usize] += v;
+        for words in parts {
+            for &w in words.iter() {
+                let (i, v) = unpack(w);
+                dense[i] += v;
             }
         }
         return;
     }
-    dense.par_chunks_mut(SCATTER_BLOCK).enumerate().for_each(|(b, block)| {
-        block.fill(0.0);
-        let lo = (b * SCATTER_BLOCK) as u64;
-        let hi = lo + block.len() as u64;
-        for (idx, val) in parts {
-            let s = idx.partition_point(|&i| u64::from(i) < lo);
-            let e = idx.partition_point(|&i| u64::from(i) < hi);
-            for (&i, &v) in idx[s..e].iter().zip(&val[s..e]) {
-                block[(u64::from(i) - lo) as usize] += v;
+    dense
+        .par_chunks_mut(SCATTER_BLOCK)
+        .enumerate()
+        .for_each(|(b, block)| {
+            block.fill(0.0);
+            let lo = b * SCATTER_BLOCK;
+            let hi = lo + block.len();
+            for words in parts {
+                let s = words.partition_point(|&w| ((w >> 32) as usize) < lo);
+                let e = words.partition_point(|&w| ((w >> 32) as usize) < hi);
+                for &w in &words[s..e] {
+                    let (i, v) = unpack(w);
+                    block[i - lo] += v;
+                }
             }
-        }
-    });
+        });
 }
 
 /// AR-Topk (the authors' rotating-root variant): the root for this step, `step mod N`, broadcasts
@@ -122,11 +154,18 @@ fn scatter_add(parts: &[(&[u32], &[f32])], dense: &mut [f32]) {
 ///
 /// Errors (the same on every rank): an index of the root outside `acc`, or `acc`/`dense` lengths
 /// that differ within or across ranks.
-pub fn ar_topk_allreduce(world: &World, step: u64, local_idx: &[u32], acc: &[f32], dense: &mut [f32]) -> Result<Vec<u32>> {
+pub fn ar_topk_allreduce(
+    world: &World,
+    step: u64,
+    local_idx: &[u32],
+    acc: &[f32],
+    dense: &mut [f32],
+) -> Result<Vec<u32>> {
     let n = world.size();
     let root = (step % n as u64) as usize;
     let is_root = world.rank() == root;
-    let local_ok = acc.len() == dense.len() && (!is_root || local_idx.iter().all(|&i| (i as usize) < acc.len()));
+    let local_ok = acc.len() == dense.len()
+        && (!is_root || local_idx.iter().all(|&i| (i as usize) < acc.len()));
     let mine = [u64::from(local_ok), acc.len() as u64];
     let mut all = vec![0u64; 2 * n];
     world.comm().all_gather_into(&mine[..], &mut all[..]);
@@ -137,16 +176,25 @@ pub fn ar_topk_allreduce(world: &World, step: u64, local_idx: &[u32], acc: &[f32
         )));
     }
     if (0..n).any(|r| all[2 * r + 1] != acc.len() as u64) {
-        return Err(Error::Other("AR-Topk: gradient lengths differ across ranks; expected one length".into()));
+        return Err(Error::Other(
+            "AR-Topk: gradient lengths differ across ranks; expected one length".into(),
+        ));
     }
 
     let root_proc = world.comm().process_at_rank(root as mpi::Rank);
     let mut k = if is_root { local_idx.len() as u64 } else { 0 };
     root_proc.broadcast_into(&mut k);
     if k > i32::MAX as u64 {
-        return Err(Error::Other(format!("AR-Topk: root selected {k} indices, above MPI's count limit of {}", i32::MAX)));
+        return Err(Error::Other(format!(
+            "AR-Topk: root selected {k} indices, above MPI's count limit of {}",
+            i32::MAX
+        )));
     }
-    let mut chosen = if is_root { local_idx.to_vec() } else { vec![0u32; k as usize] };
+    let mut chosen = if is_root {
+        local_idx.to_vec()
+    } else {
+        vec![0u32; k as usize]
+    };
     if k > 0 {
         root_proc.broadcast_into(&mut chosen[..]);
     }

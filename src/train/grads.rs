@@ -123,7 +123,7 @@ impl Aggregator {
     }
 
     /// Communication time of `sent` under the link model: a ring allreduce for dense steps, an
-    /// allgatherv of (index, value) pairs (8 bytes each) for sparse steps.
+    /// allgather(v) of (index, value) pairs (8 bytes each) for sparse steps.
     pub fn modelled_comm_s(&self, link: &LinkModel, sent: &Sent, ranks: usize) -> f64 {
         if sent.compressed {
             let per_rank: Vec<f64> = sent.counts.iter().map(|&c| c as f64 * 8.0).collect();
