@@ -38,15 +38,39 @@ pub fn blas_name() -> &'static str {
     }
 }
 
-/// Sets the number of GEMM threads (OpenBLAS only; matrixmultiply runs on the calling thread).
+/// Threads a top-level GEMM is split over (0 = not set yet: the rayon pool's size).
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static BLAS_SINGLE: std::sync::Once = std::sync::Once::new();
+
+/// Sets the number of threads GEMMs use. Parallelism is owned by rayon: OpenBLAS itself always
+/// runs single-threaded, large GEMMs called outside the rayon pool are split into column or row
+/// blocks over `n` threads, and GEMMs called from inside the pool (per-image convolution parts)
+/// run on the calling thread. One owner of the cores avoids OpenBLAS's spinning workers
+/// competing with rayon's.
 pub fn set_num_threads(n: usize) {
-    #[cfg(scadles_blas)]
-    // SAFETY: plain setter of OpenBLAS's global thread count; any positive value is valid.
-    unsafe {
-        ffi::openblas_set_num_threads(n.clamp(1, i32::MAX as usize) as i32)
-    };
-    #[cfg(not(scadles_blas))]
-    let _ = n;
+    THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    blas_single_threaded();
+}
+
+fn blas_single_threaded() {
+    BLAS_SINGLE.call_once(|| {
+        #[cfg(scadles_blas)]
+        // SAFETY: plain setter of OpenBLAS's global thread count; 1 is valid.
+        unsafe {
+            ffi::openblas_set_num_threads(1)
+        };
+    });
+}
+
+/// Threads available to one GEMM or convolution called from outside the rayon pool; 1 inside it.
+pub fn num_threads() -> usize {
+    if rayon::current_thread_index().is_some() {
+        return 1;
+    }
+    match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => rayon::current_num_threads(),
+        n => n,
+    }
 }
 
 /// Minimum slice length holding a `rows × cols` row-major matrix with leading dimension `ld`.
@@ -129,6 +153,12 @@ pub fn sgemm(
         }
         if k == 0 {
             scale_c(m, n, beta, c, ldc);
+            return;
+        }
+        blas_single_threaded();
+        let threads = num_threads();
+        if threads > 1 && (m as u64) * (n as u64) * (k as u64) >= SPLIT_MIN_WORK && m.max(n) >= 64 * threads {
+            split_blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
             return;
         }
         let t = |tr: bool| if tr { ffi::CBLAS_TRANS } else { ffi::CBLAS_NO_TRANS };
@@ -327,4 +357,79 @@ mod tests {
             assert_eq!(c, a);
         }
     }
+}
+
+/// Multiply-adds below which a GEMM is not worth splitting across threads.
+#[cfg(scadles_blas)]
+const SPLIT_MIN_WORK: u64 = 1 << 23;
+
+/// A raw pointer that may cross to rayon workers (each block touches disjoint elements of C).
+#[cfg(scadles_blas)]
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+#[cfg(scadles_blas)]
+unsafe impl Send for SendPtr {}
+#[cfg(scadles_blas)]
+unsafe impl Sync for SendPtr {}
+
+/// Splits C into `threads` blocks along its larger dimension and runs one single-threaded
+/// OpenBLAS call per block on the rayon pool. Operands were checked by the caller.
+#[cfg(scadles_blas)]
+#[allow(clippy::too_many_arguments)]
+fn split_blas(
+    trans_a: bool,
+    trans_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    threads: usize,
+) {
+    use rayon::prelude::*;
+    let t = |tr: bool| if tr { ffi::CBLAS_TRANS } else { ffi::CBLAS_NO_TRANS };
+    let i = |v: usize| i32::try_from(v).expect("sgemm: dimension exceeds i32");
+    let along_n = n >= m;
+    let dim = if along_n { n } else { m };
+    // Blocks rounded to 16 so every block but the last keeps full SIMD panels.
+    let step = dim.div_ceil(threads).div_ceil(16) * 16;
+    let cp = SendPtr(c.as_mut_ptr());
+    let (ap, bp) = (a.as_ptr() as usize, b.as_ptr() as usize);
+    (0..dim.div_ceil(step)).into_par_iter().for_each(|blk| {
+        let lo = blk * step;
+        let len = step.min(dim - lo);
+        let cp = cp;
+        // Offsets of the block's first element in A, B and C (row-major, op() as flagged).
+        let (a_off, b_off, c_off, mm, nn) = if along_n {
+            (0, if trans_b { lo * ldb } else { lo }, lo, m, len)
+        } else {
+            (if trans_a { lo } else { lo * lda }, 0, lo * ldc, len, n)
+        };
+        // SAFETY: the caller checked that A, B and C span their matrices; a block reads a
+        // sub-matrix of A or B and writes a sub-matrix of C that no other block writes.
+        unsafe {
+            ffi::cblas_sgemm(
+                ffi::CBLAS_ROW_MAJOR,
+                t(trans_a),
+                t(trans_b),
+                i(mm),
+                i(nn),
+                i(k),
+                alpha,
+                (ap as *const f32).add(a_off),
+                i(lda),
+                (bp as *const f32).add(b_off),
+                i(ldb),
+                beta,
+                cp.0.add(c_off),
+                i(ldc),
+            );
+        }
+    });
 }
