@@ -118,8 +118,8 @@ fn scadles_reaches_the_target_in_less_virtual_time_than_ddl() {
     let out = tmpdir("compare");
     let mut c = mpirun(4);
     c.arg(bin()).arg("compare").args([
-        "--model", "tinycnn", "--rates", "24,40,64,100", "--batch", "64", "--lr", "0.05", "--milestones", "1000",
-        "--synthetic-train", "8000", "--synthetic-test", "600", "--eval-every", "10", "--steps", "300",
+        "--model", "tinycnn", "--rates", "24,40,64,100", "--batch", "64", "--lr", "0.03", "--milestones", "1000",
+        "--synthetic-train", "8000", "--synthetic-test", "600", "--eval-every", "10", "--steps", "400",
         "--target-top1", "0.45", "--out", out.to_str().unwrap(),
     ]);
     let o = run_with_limit(c, Duration::from_secs(600));
