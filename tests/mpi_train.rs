@@ -189,3 +189,26 @@ fn adaptive_compression_learns_with_fewer_floats_than_dense() {
     assert!(rows[..10].iter().all(|r| r[cp] == "0" && r[vs].parse::<u64>().unwrap() == 3 * params));
     assert_eq!(s["indices_sent_total"].as_u64().unwrap() + floats, s["words_sent_total"].as_u64().unwrap());
 }
+
+#[test]
+fn real_clock_really_waits_for_the_stream() {
+    // 2 ranks streaming 400 samples/s each; DDL waits for 40 per step: about 0.1 s per step.
+    let out = tmpdir("real");
+    let t0 = std::time::Instant::now();
+    let o = train(2, &[
+        "--clock", "real", "--policy", "ddl", "--rates", "400,400", "--batch", "40", "--steps", "15",
+        "--eval-every", "15", "--synthetic-train", "2000", "--synthetic-test", "200", "--out", out.to_str().unwrap(),
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(s["clock"], "real");
+    let clock = s["clock_s"].as_f64().unwrap();
+    // 15 steps × 40 samples at 400/s is 1.5 s of streaming at least.
+    assert!(clock >= 1.45, "the real clock should include the stream's waits, got {clock} s");
+    assert!(t0.elapsed().as_secs_f64() >= 1.45);
+    let (h, rows) = steps_table(&out);
+    let w = col(&h, "wait_max_s");
+    let waited: f64 = rows.iter().map(|r| r[w].parse::<f64>().unwrap()).sum();
+    assert!(waited > 0.5, "ranks really waited for samples: {waited} s in total");
+}

@@ -30,6 +30,8 @@ pub struct StepRecord {
     pub wait_mean_s: f64,
     pub buffer_max: u64,
     pub buffer_sum: u64,
+    /// Largest rank's buffer in bytes (samples × bytes per sample).
+    pub buffer_max_bytes: u64,
     pub injected_bytes: u64,
     pub compressed: bool,
     pub values_sent: u64,
@@ -59,7 +61,7 @@ pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     write_atomic(path, s.as_bytes())
 }
 
-pub const STEPS_HEADER: &str = "step,epoch,loss,lr,lr_step,global_batch,b_min,b_max,compute_s,comm_s,clock_s,wait_max_s,wait_mean_s,buffer_max,buffer_sum,injected_bytes,compressed,values_sent,indices_sent";
+pub const STEPS_HEADER: &str = "step,epoch,loss,lr,lr_step,global_batch,b_min,b_max,compute_s,comm_s,clock_s,wait_max_s,wait_mean_s,buffer_max,buffer_sum,buffer_max_bytes,injected_bytes,compressed,values_sent,indices_sent";
 
 pub fn steps_csv(rows: &[StepRecord]) -> String {
     let mut s = String::with_capacity(64 + rows.len() * 120);
@@ -68,9 +70,9 @@ pub fn steps_csv(rows: &[StepRecord]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{:.6},{:.6e},{:.6e},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{},{}",
+            "{},{},{:.6},{:.6e},{:.6e},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{},{},{}",
             r.step, r.epoch, r.loss, r.lr, r.lr_step, r.global_batch, r.b_min, r.b_max, r.compute_s, r.comm_s,
-            r.clock_s, r.wait_max_s, r.wait_mean_s, r.buffer_max, r.buffer_sum, r.injected_bytes,
+            r.clock_s, r.wait_max_s, r.wait_mean_s, r.buffer_max, r.buffer_sum, r.buffer_max_bytes, r.injected_bytes,
             r.compressed as u8, r.values_sent, r.indices_sent
         );
     }

@@ -119,4 +119,24 @@ mod tests {
         assert!(param_count("resnet19", Shape::Cifar, 10).is_err());
         assert!(param_count("vgg12_bn", Shape::Cifar, 10).is_err());
     }
+
+    #[test]
+    fn every_model_maps_a_32x32_batch_to_logits() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        for &name in MODEL_NAMES {
+            for shape in [Shape::Torchvision, Shape::Cifar] {
+                let classes = if shape == Shape::Torchvision { 1000 } else { 10 };
+                let mut m = build(name, shape, classes, 1).unwrap();
+                let x = Tensor::from_vec(&[2, 3, 32, 32], (0..2 * 3 * 32 * 32).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect());
+                let y = m.forward(x, false, &mut rng);
+                assert_eq!(y.shape(), &[2, classes], "{name} ({shape})");
+                assert!(y.as_slice().iter().all(|v| v.is_finite()), "{name} ({shape}) produced non-finite logits");
+                assert_eq!(m.num_params(), param_count(name, shape, classes).unwrap());
+                if name == "tinycnn" {
+                    break;
+                }
+            }
+        }
+    }
 }

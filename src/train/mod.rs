@@ -278,6 +278,7 @@ impl Run<'_> {
                 wait_mean_s: waits.iter().sum::<f64>() / ranks as f64,
                 buffer_max: buf_max,
                 buffer_sum: col(3).sum::<f64>() as u64,
+                buffer_max_bytes: buf_max * bytes_per_sample,
                 injected_bytes: inj_step,
                 compressed: sent.compressed,
                 values_sent: sent.values_total,
