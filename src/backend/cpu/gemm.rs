@@ -161,28 +161,9 @@ pub fn sgemm(
             split_blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
             return;
         }
-        let t = |tr: bool| if tr { ffi::CBLAS_TRANS } else { ffi::CBLAS_NO_TRANS };
-        let i = |v: usize| i32::try_from(v).expect("sgemm: dimension exceeds i32");
         // SAFETY: check_operands proved every slice spans its matrix under the given leading
         // dimensions, and `c` is the only mutable operand.
-        unsafe {
-            ffi::cblas_sgemm(
-                ffi::CBLAS_ROW_MAJOR,
-                t(trans_a),
-                t(trans_b),
-                i(m),
-                i(n),
-                i(k),
-                alpha,
-                a.as_ptr(),
-                i(lda),
-                b.as_ptr(),
-                i(ldb),
-                beta,
-                c.as_mut_ptr(),
-                i(ldc),
-            )
-        };
+        unsafe { blas(trans_a, trans_b, m, n, k, alpha, a.as_ptr(), lda, b.as_ptr(), ldb, beta, c.as_mut_ptr(), ldc) };
     }
     #[cfg(not(scadles_blas))]
     sgemm_matrixmultiply(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -252,6 +233,32 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     type Gemm = fn(bool, bool, usize, usize, usize, f32, &[f32], usize, &[f32], usize, f32, &mut [f32], usize);
+
+    /// Large enough to be split across threads (≥ SPLIT_MIN_WORK, long side ≥ 64·threads), with
+    /// padded leading dimensions, along both m and n: equal to the unsplit pure-Rust product.
+    #[cfg(scadles_blas)]
+    #[test]
+    fn split_gemm_matches_unsplit() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        super::set_num_threads(2);
+        for &(m, n, k) in &[(96usize, 700usize, 160usize), (700, 96, 160)] {
+            assert!((m * n * k) as u64 >= SPLIT_MIN_WORK && m.max(n) >= 128);
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (ar, ac) = if ta { (k, m) } else { (m, k) };
+                let (br, bc) = if tb { (n, k) } else { (k, n) };
+                let (lda, ldb, ldc) = (ac + 3, bc + 5, n + 7);
+                let a: Vec<f32> = (0..ar * lda).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let b: Vec<f32> = (0..br * ldb).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let c0: Vec<f32> = (0..m * ldc).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let (mut c1, mut c2) = (c0.clone(), c0.clone());
+                sgemm(ta, tb, m, n, k, 0.7, &a, lda, &b, ldb, 0.3, &mut c1, ldc);
+                sgemm_matrixmultiply(ta, tb, m, n, k, 0.7, &a, lda, &b, ldb, 0.3, &mut c2, ldc);
+                for (idx, (x, y)) in c1.iter().zip(&c2).enumerate() {
+                    assert!((x - y).abs() <= 1e-4 + 1e-4 * y.abs(), "m{m} n{n} ta{ta} tb{tb}: c[{idx}] {x} vs {y}");
+                }
+            }
+        }
+    }
 
     /// Naive f64 reference of the same contract.
     #[allow(clippy::too_many_arguments)]
@@ -393,8 +400,6 @@ fn split_blas(
     threads: usize,
 ) {
     use rayon::prelude::*;
-    let t = |tr: bool| if tr { ffi::CBLAS_TRANS } else { ffi::CBLAS_NO_TRANS };
-    let i = |v: usize| i32::try_from(v).expect("sgemm: dimension exceeds i32");
     let along_n = n >= m;
     let dim = if along_n { n } else { m };
     // Blocks rounded to 16 so every block but the last keeps full SIMD panels.
@@ -414,22 +419,48 @@ fn split_blas(
         // SAFETY: the caller checked that A, B and C span their matrices; a block reads a
         // sub-matrix of A or B and writes a sub-matrix of C that no other block writes.
         unsafe {
-            ffi::cblas_sgemm(
-                ffi::CBLAS_ROW_MAJOR,
-                t(trans_a),
-                t(trans_b),
-                i(mm),
-                i(nn),
-                i(k),
+            blas(
+                trans_a,
+                trans_b,
+                mm,
+                nn,
+                k,
                 alpha,
                 (ap as *const f32).add(a_off),
-                i(lda),
+                lda,
                 (bp as *const f32).add(b_off),
-                i(ldb),
+                ldb,
                 beta,
                 cp.0.add(c_off),
-                i(ldc),
-            );
-        }
+                ldc,
+            )
+        };
     });
+}
+
+/// One single-threaded OpenBLAS call on raw operands.
+///
+/// # Safety
+/// Each pointer must span its matrix under its leading dimension (row-major, op() as flagged),
+/// and no other thread may write the elements of C this call writes.
+#[cfg(scadles_blas)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn blas(
+    trans_a: bool,
+    trans_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let t = |tr: bool| if tr { ffi::CBLAS_TRANS } else { ffi::CBLAS_NO_TRANS };
+    let i = |v: usize| i32::try_from(v).expect("sgemm: dimension exceeds i32");
+    ffi::cblas_sgemm(ffi::CBLAS_ROW_MAJOR, t(trans_a), t(trans_b), i(m), i(n), i(k), alpha, a, i(lda), b, i(ldb), beta, c, i(ldc));
 }
