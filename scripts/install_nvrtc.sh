@@ -13,7 +13,14 @@ pkgs=("nvidia-cuda-nvrtc==13.0.88")
 if [ "${1:-}" = "--headers" ]; then pkgs+=("nvidia-cuda-runtime==13.0.96"); fi
 
 if [ ! -x "$VENV/bin/python" ]; then
-    "$PY" -m venv "$VENV" >&2
+    if ! "$PY" -m venv "$VENV" >&2; then
+        # Debian/Ubuntu ship venv (and pip) separately from python3.
+        rm -rf "$VENV"
+        SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+        command -v "$PY" >/dev/null || pkgs_py=python3
+        $SUDO apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ${pkgs_py:-} python3-venv python3-pip >&2
+        "$PY" -m venv "$VENV" >&2
+    fi
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pkgs[@]}" >&2
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
