@@ -195,3 +195,55 @@ impl TrainArgs {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: TrainArgs,
+    }
+
+    /// Every `[default: X]` in --help states the value `RunConfig::default()` really has.
+    #[test]
+    fn help_defaults_match_the_config_defaults() {
+        let defaults = serde_json::to_value(RunConfig::default()).unwrap();
+        let cmd = Wrap::command();
+        let mut checked = 0;
+        for arg in cmd.get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let Some(start) = help.find("[default: ") else { continue };
+            let shown = &help[start + 10..help[start..].find(']').unwrap() + start];
+            let key = arg.get_id().as_str().to_string();
+            let v = &defaults[&key];
+            let expected = match v {
+                serde_json::Value::Null => continue,
+                serde_json::Value::Bool(b) => (if *b { "on" } else { "off" }).to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Array(a) if a.is_empty() => continue,
+                serde_json::Value::Array(a) => a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
+                other => panic!("{key}: unexpected default {other}"),
+            };
+            let same = shown == expected || matches!((shown.parse::<f64>(), expected.parse::<f64>()), (Ok(a), Ok(b)) if a == b);
+            assert!(same, "--{key}: help says [default: {shown}] but the default is {expected}");
+            checked += 1;
+        }
+        assert!(checked >= 30, "only {checked} defaults checked");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let p = std::env::temp_dir().join(format!("scadles-cli-{}.toml", std::process::id()));
+        std::fs::write(&p, "batch = 16\nlr = 0.5\n").unwrap();
+        let a = TrainArgs { config: Some(p.clone()), lr: Some(0.01), ..Default::default() };
+        let c = a.resolve().unwrap();
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(c.batch, 16);
+        assert_eq!(c.lr, 0.01);
+        assert_eq!(c.momentum, RunConfig::default().momentum);
+    }
+}
