@@ -36,7 +36,7 @@ export MPICC="$VENV/bin/mpicc"
 #    $ORIGIN/../mpi/lib the test binaries under tests/.
 export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-Wl,-rpath,\$ORIGIN/mpi/lib:\$ORIGIN/../mpi/lib"
 cargo build --release --bin scadles
-tests_json=$(cargo test --release --no-run --test cuda_ops --test cuda_nvrtc --message-format=json 2>/dev/null)
+tests_json=$(cargo test --release --no-run --test cuda_ops --test cuda_nvrtc --test cuda_train --message-format=json 2>/dev/null)
 exe_of() {
     printf '%s\n' "$tests_json" | python3 -c '
 import json, sys
@@ -52,7 +52,8 @@ for line in sys.stdin:
 }
 OPS_BIN=$(exe_of cuda_ops)
 NVRTC_BIN=$(exe_of cuda_nvrtc)
-[ -x "$OPS_BIN" ] && [ -x "$NVRTC_BIN" ] || { echo "bundle.sh: test binaries not found" >&2; exit 1; }
+TRAIN_BIN=$(exe_of cuda_train)
+[ -x "$OPS_BIN" ] && [ -x "$NVRTC_BIN" ] && [ -x "$TRAIN_BIN" ] || { echo "bundle.sh: test binaries not found" >&2; exit 1; }
 
 # 3. Assemble.
 TGZ=$CARGO_TARGET_DIR/scadles-bundle.tgz
@@ -61,8 +62,9 @@ mkdir -p "$OUT/mpi" "$OUT/tests"
 cp "$CARGO_TARGET_DIR/release/scadles" "$OUT/"
 cp "$OPS_BIN" "$OUT/tests/cuda_ops"
 cp "$NVRTC_BIN" "$OUT/tests/cuda_nvrtc"
+cp "$TRAIN_BIN" "$OUT/tests/cuda_train"
 # Symbols are not needed on the GPU box; each binary carries OpenBLAS's kernels for every CPU.
-strip --strip-unneeded "$OUT/scadles" "$OUT/tests/cuda_ops" "$OUT/tests/cuda_nvrtc"
+strip --strip-unneeded "$OUT/scadles" "$OUT/tests/cuda_ops" "$OUT/tests/cuda_nvrtc" "$OUT/tests/cuda_train"
 cp -r kernels "$OUT/kernels"
 cp scripts/gpu_check.sh "$OUT/gpu_check.sh"
 (

@@ -57,11 +57,14 @@ step devices "$B/scadles" devices
 step mpi_devices "$B/run.sh" 2 devices
 step cuda_nvrtc "$B/tests/cuda_nvrtc" --test-threads=1 --nocapture
 step cuda_ops "$B/tests/cuda_ops" --test-threads=1 --nocapture
-# Every op test must have compared numbers: a SKIPPED line here means the GPU was not used.
-if grep -q "SKIPPED" "$OUT/cuda_ops.txt"; then
-    echo "   cuda_ops: tests SKIPPED on the GPU machine (probe failed)" | tee -a "$SUMMARY"
-    fail=1
-fi
+step cuda_train "$B/tests/cuda_train" --test-threads=1 --nocapture
+# Every op and step test must have compared numbers: a SKIPPED line means the GPU was not used.
+for t in cuda_ops cuda_train; do
+    if grep -q "SKIPPED" "$OUT/$t.txt"; then
+        echo "   $t: tests SKIPPED on the GPU machine (probe failed)" | tee -a "$SUMMARY"
+        fail=1
+    fi
+done
 
 # Benchmarks. `bench step --device` is the training-step benchmark's device flag.
 step bench_step_cpu "$B/scadles" bench step --device cpu

@@ -29,6 +29,9 @@ pub struct StepBenchArgs {
     /// Head size for torchvision-shape models (CIFAR-shape models use 10)
     #[arg(long, default_value_t = 1000)]
     pub num_classes: usize,
+    /// Where the step runs: cpu, cuda (GPU 0), or auto (a GPU when one is usable)
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::backend::cuda::DeviceChoice,
 }
 
 /// Splits "resnet18-cifar" into ("resnet18", Cifar); no suffix means the torchvision shape.
@@ -45,6 +48,9 @@ pub fn parse_model_spec(s: &str) -> (String, Shape) {
 pub fn step(a: &StepBenchArgs) -> Result<()> {
     if a.batch == 0 || a.steps == 0 || a.threads == 0 {
         crate::bail!(Config, "bench step: --batch, --steps and --threads must be positive");
+    }
+    if let crate::backend::cuda::Device::Cuda(i) = crate::backend::cuda::select(a.device, 0)? {
+        return crate::backend::cuda::net::bench_step(a, i);
     }
     crate::train::set_threads(a.threads);
     println!("# training step: forward + backward + SGD(momentum 0.9, wd 1e-4), 32x32 inputs, GEMM: {}", crate::backend::cpu::blas_name());

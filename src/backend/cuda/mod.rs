@@ -3,6 +3,7 @@
 //! machines without CUDA. [`probe`] finds GPUs without panicking and [`select`] resolves
 //! `--device auto|cpu|cuda`; [`CudaBackend`] mirrors the CPU ops of `backend::cpu`.
 pub mod kernels;
+pub mod net;
 pub mod ops;
 pub mod params;
 pub mod probe;
