@@ -187,7 +187,6 @@ impl Run<'_> {
         let mut clock = 0.0f64;
         let wall = Instant::now();
         let mut consumed: u64 = 0;
-        let mut samples_total: u64 = 0;
         let (mut max_buf, mut injected_total, mut dropped_total) = (0u64, 0u64, 0u64);
         let mut time_to_target = None;
         let mut step_at_target = None;
@@ -247,7 +246,7 @@ impl Run<'_> {
             let waits: Vec<f64> = col(0).collect();
             let computes: Vec<f64> = col(1).collect();
             let comm = match link {
-                Some(l) => agg.modelled_comm_s(&l, &sent, ranks) + inject_comm_s(&l, inj_bytes_all(&stats)),
+                Some(l) => agg.modelled_comm_s(&l, &sent, ranks) + inject_comm_s(&l, col(5)),
                 None => col(2).fold(0.0, f64::max),
             };
             let step_time = crate::stream::virtual_step_time(&waits, &computes, comm);
@@ -260,7 +259,6 @@ impl Run<'_> {
             max_buf = max_buf.max(buf_max);
             injected_total += inj_step;
             consumed += global_b;
-            samples_total += global_b;
             let bs: Vec<f64> = col(4).collect();
             out.steps.push(StepRecord {
                 step,
@@ -318,11 +316,11 @@ impl Run<'_> {
             rates,
             steps: out.steps.len() as u64,
             epochs: consumed as f64 / train_set.len() as f64,
-            samples: samples_total,
+            samples: consumed,
             final_top1: last_eval.top1,
             final_top5: last_eval.top5,
             final_loss: last_eval.loss,
-            images_per_s: samples_total as f64 / wall_s.max(1e-9),
+            images_per_s: consumed as f64 / wall_s.max(1e-9),
             wall_s,
             clock_s: clock,
             target_top1: cfg.target_top1,
@@ -346,13 +344,9 @@ impl Run<'_> {
     }
 }
 
-fn inj_bytes_all(stats: &[f64]) -> Vec<f64> {
-    stats.chunks(6).map(|r| r[5]).collect()
-}
-
 /// Injection traffic on the link model: senders transmit in parallel, the largest message dominates.
-fn inject_comm_s(l: &LinkModel, per_rank_bytes: Vec<f64>) -> f64 {
-    let max = per_rank_bytes.into_iter().fold(0.0, f64::max);
+fn inject_comm_s(l: &LinkModel, per_rank_bytes: impl Iterator<Item = f64>) -> f64 {
+    let max = per_rank_bytes.fold(0.0, f64::max);
     if max > 0.0 { l.p2p_s(max) } else { 0.0 }
 }
 
