@@ -17,6 +17,15 @@ const LANES: usize = 16;
 /// `(Σ(x−k), Σ(x−k)²)` over `x`.
 fn shifted_sums(x: &[f32], k: f32) -> (f64, f64) {
     let (mut s, mut ss) = (0.0f64, 0.0f64);
+    if x.len() < LANES {
+        // Tiny planes (4×4 … 1×1 late in the networks): lane set-up would cost more than the sums.
+        for &v in x {
+            let d = (v - k) as f64;
+            s += d;
+            ss += d * d;
+        }
+        return (s, ss);
+    }
     for block in x.chunks(BLOCK) {
         let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
         let mut it = block.chunks_exact(LANES);
@@ -42,6 +51,13 @@ fn shifted_sums(x: &[f32], k: f32) -> (f64, f64) {
 /// `(Σ dy, Σ dy·(x − mean))` over a plane.
 fn grad_sums(x: &[f32], dy: &[f32], mean: f32) -> (f64, f64) {
     let (mut s, mut sx) = (0.0f64, 0.0f64);
+    if x.len() < LANES {
+        for (&v, &g) in x.iter().zip(dy) {
+            s += g as f64;
+            sx += g as f64 * (v - mean) as f64;
+        }
+        return (s, sx);
+    }
     for (xb, gb) in x.chunks(BLOCK).zip(dy.chunks(BLOCK)) {
         let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
         let (mut xi, mut gi) = (xb.chunks_exact(LANES), gb.chunks_exact(LANES));
@@ -83,8 +99,10 @@ where
 
 /// `y = a_c·x + b_c` plane by plane, with `(a_c, b_c) = coef(c)`.
 fn affine_planes(x: &[f32], y: &mut [f32], c: usize, hw: usize, coef: impl Fn(usize) -> (f32, f32) + Sync + Send) {
+    // Once per channel, not per plane: planes of 4 or 1 values are common late in the networks.
+    let coefs: Vec<(f32, f32)> = (0..c).map(coef).collect();
     for_each_piece(y, hw, x.len(), |plane, out| {
-        let (a, b) = coef(plane % c);
+        let (a, b) = coefs[plane % c];
         for (o, &v) in out.iter_mut().zip(&x[plane * hw..][..hw]) {
             *o = a * v + b;
         }
@@ -222,16 +240,19 @@ pub fn batchnorm2d_backward(
         *dg = (sx * save_invstd[ch] as f64) as f32;
     });
     // dx = k1·dy + a·x + b, folding the per-channel means into a and b.
-    let (dgamma, dbeta) = (&*dgamma, &*dbeta);
+    let coefs: Vec<(f32, f32, f32)> = (0..c)
+        .map(|ch| {
+            let inv = save_invstd[ch] as f64;
+            let k1 = gamma[ch] as f64 * inv;
+            let mdy = dbeta[ch] as f64 / m as f64;
+            let mdyx = dgamma[ch] as f64 / m as f64; // mean(dy·x̂)
+            let a = -k1 * inv * mdyx;
+            let b = -k1 * mdy - a * save_mean[ch] as f64;
+            (k1 as f32, a as f32, b as f32)
+        })
+        .collect();
     for_each_piece(dx, hw, 2 * x.len(), |plane, out| {
-        let ch = plane % c;
-        let inv = save_invstd[ch] as f64;
-        let k1 = gamma[ch] as f64 * inv;
-        let mdy = dbeta[ch] as f64 / m as f64;
-        let mdyx = dgamma[ch] as f64 / m as f64; // mean(dy·x̂)
-        let a = -k1 * inv * mdyx;
-        let b = -k1 * mdy - a * save_mean[ch] as f64;
-        let (k1, a, b) = (k1 as f32, a as f32, b as f32);
+        let (k1, a, b) = coefs[plane % c];
         let off = plane * hw;
         for ((o, &g), &v) in out.iter_mut().zip(&dy[off..][..hw]).zip(&x[off..][..hw]) {
             *o = k1 * g + a * v + b;
