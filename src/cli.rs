@@ -93,6 +93,10 @@ pub struct TrainArgs {
     /// auto | cpu | cuda  [default: auto]
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
+    /// CPU convolutions: auto (Winograd F(4x4,3x3) for 3x3 stride-1 layers, one dense GEMM on
+    /// planes smaller than the kernel, im2col + GEMM elsewhere) or im2col (everywhere)  [default: auto]
+    #[arg(long, value_enum)]
+    pub conv_algo: Option<crate::backend::cpu::ConvAlgo>,
     /// Stop once test top-1 reaches this fraction
     #[arg(long, allow_negative_numbers = true)]
     pub target_top1: Option<f64>,
@@ -188,7 +192,7 @@ impl TrainArgs {
         let a = self;
         apply!(c, a;
             model, shape, num_classes, dataset, synthetic_train, synthetic_test, augment, partition, batch, lr,
-            momentum, weight_decay, milestones, gamma, steps, eval_every, seed, device, policy, rates, arrival,
+            momentum, weight_decay, milestones, gamma, steps, eval_every, seed, device, conv_algo, policy, rates, arrival,
             drift, clock, compute_scale, link_latency_ms, buffer, window, b_min, b_max, compression, cr, delta,
             ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode;
             data_dir, base_batch, eval_samples, out, threads, target_top1, target_top5, link_gbps, buffer_cap, inject);

@@ -68,6 +68,7 @@ pub struct RunConfig {
     pub out: Option<PathBuf>,
     pub threads: Option<usize>,
     pub device: DeviceChoice,
+    pub conv_algo: crate::backend::cpu::ConvAlgo,
     pub target_top1: Option<f64>,
     pub target_top5: Option<f64>,
     // streams
@@ -123,6 +124,7 @@ impl Default for RunConfig {
             out: None,
             threads: None,
             device: DeviceChoice::Auto,
+            conv_algo: crate::backend::cpu::ConvAlgo::Auto,
             target_top1: None,
             target_top5: None,
             policy: Policy::Scadles,

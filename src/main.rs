@@ -154,6 +154,7 @@ fn run_one(world: &World, cfg: &RunConfig, out: Option<PathBuf>, quiet: bool) ->
     let res = cfg.validate(world.size())?;
     check_device(world, cfg)?;
     scadles::train::set_threads(scadles::train::threads_per_rank(cfg.threads));
+    scadles::backend::cpu::set_conv_algo(cfg.conv_algo);
     let out = out.or_else(|| cfg.out.clone()).unwrap_or_else(scadles::metrics::default_run_dir);
     let mut resolved = cfg.clone();
     resolved.out = Some(out.clone());

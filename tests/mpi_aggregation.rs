@@ -133,8 +133,11 @@ fn child_data_parallel_steps() {
         local_gradient(&mut reference, &splits.train, &splits.norm, &union, &none, false, &mut rng, &mut xb);
         o2.step(&mut reference.store.params, &reference.store.grads, 0.05);
     }
+    // Relative to the largest parameter. The Winograd convolutions round differently for a
+    // 12-image and a 24-image batch (their weight gradient sums transformed tiles), which leaves
+    // about 1e-5 after 4 steps; a wrong weight or a missing rank's gradient gives above 1e-3.
     let (d, at) = max_rel_diff(&model.store.params, &reference.store.params);
-    assert!(d < 1e-5, "rank {rank}: after {k} steps the parameters differ from the union-batch run by {d:e} at {at}");
+    assert!(d < 5e-5, "rank {rank}: after {k} steps the parameters differ from the union-batch run by {d:e} at {at}");
     println!("CHILD-OK rank {rank} max relative parameter difference {d:e}");
     World::finalize();
 }

@@ -32,6 +32,10 @@ pub struct StepBenchArgs {
     /// Where the step runs: cpu, cuda (GPU 0), or auto (a GPU when one is usable)
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: crate::backend::cuda::DeviceChoice,
+    /// CPU convolution algorithm: auto (Winograd F(4x4,3x3) for 3x3 stride-1 layers, im2col
+    /// elsewhere) or im2col (im2col + GEMM everywhere)
+    #[arg(long, value_enum, default_value_t = crate::backend::cpu::ConvAlgo::Auto)]
+    pub conv_algo: crate::backend::cpu::ConvAlgo,
 }
 
 /// Splits "resnet18-cifar" into ("resnet18", Cifar); no suffix means the torchvision shape.
@@ -53,7 +57,12 @@ pub fn step(a: &StepBenchArgs) -> Result<()> {
         return crate::backend::cuda::net::bench_step(a, i);
     }
     crate::train::set_threads(a.threads);
-    println!("# training step: forward + backward + SGD(momentum 0.9, wd 1e-4), 32x32 inputs, GEMM: {}", crate::backend::cpu::blas_name());
+    crate::backend::cpu::set_conv_algo(a.conv_algo);
+    println!(
+        "# training step: forward + backward + SGD(momentum 0.9, wd 1e-4), 32x32 inputs, GEMM: {}, convolutions: {}",
+        crate::backend::cpu::blas_name(),
+        a.conv_algo
+    );
     for spec in &a.models {
         let (name, shape) = parse_model_spec(spec);
         let classes = if shape == Shape::Cifar { 10 } else { a.num_classes };

@@ -93,8 +93,9 @@ pub fn threads_per_rank(cfg_threads: Option<usize>) -> usize {
     (cores / local).max(1)
 }
 
-/// Sets the rayon pool and the GEMM threads once per process.
+/// Sets the rayon pool and the GEMM threads once per process, and the allocator's retention.
 pub fn set_threads(n: usize) {
+    crate::backend::cpu::retain_freed_memory();
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     crate::backend::cpu::set_num_threads(n);
 }

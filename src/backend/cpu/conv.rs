@@ -214,9 +214,61 @@ fn check_lengths(s: &Conv2dShape, x: &[f32], w: &[f32], y_or_dy: &[f32], bias_le
     }
 }
 
+/// How convolutions are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvAlgo {
+    /// Winograd F(4×4, 3×3) for the 3×3 stride-1 layers it covers ([`super::winograd::applies`]),
+    /// one dense GEMM for planes smaller than the kernel ([`super::dense_conv::applies`]), and
+    /// im2col + GEMM for every other layer.
+    #[default]
+    Auto,
+    /// im2col + GEMM for every layer.
+    Im2col,
+}
+
+impl std::fmt::Display for ConvAlgo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConvAlgo::Auto => "auto",
+            ConvAlgo::Im2col => "im2col",
+        })
+    }
+}
+
+/// The process-wide algorithm choice (0 = auto, 1 = im2col).
+static ALGO: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets how every later convolution of this process is computed.
+pub fn set_conv_algo(a: ConvAlgo) {
+    ALGO.store(a as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The algorithm set by [`set_conv_algo`] (default [`ConvAlgo::Auto`]).
+pub fn conv_algo() -> ConvAlgo {
+    match ALGO.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => ConvAlgo::Im2col,
+        _ => ConvAlgo::Auto,
+    }
+}
+
+fn use_winograd(s: &Conv2dShape) -> bool {
+    conv_algo() == ConvAlgo::Auto && super::winograd::applies(s)
+}
+
+fn use_dense(s: &Conv2dShape) -> bool {
+    conv_algo() == ConvAlgo::Auto && super::dense_conv::applies(s)
+}
+
 /// Convolution forward: `y = conv(x, w) + bias`; weight `[c_out, c_in, kh, kw]`, `y [n, c_out, ho, wo]`.
-/// `ws` is a reusable workspace, grown as needed.
+/// `ws` is a reusable workspace, grown as needed. The algorithm follows [`set_conv_algo`].
 pub fn conv2d_forward(s: &Conv2dShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], ws: &mut Vec<f32>) {
+    if use_winograd(s) {
+        return super::winograd::forward(s, x, w, bias, y, ws);
+    }
+    if use_dense(s) {
+        return super::dense_conv::forward(s, x, w, bias, y, ws);
+    }
     let parts = batch_parts(s);
     if parts <= 1 {
         return conv2d_forward_chunked(s, x, w, bias, y, ws, DEFAULT_WS_LIMIT);
@@ -311,6 +363,12 @@ pub fn conv2d_backward(
     db: Option<&mut [f32]>,
     ws: &mut Vec<f32>,
 ) {
+    if use_winograd(s) {
+        return super::winograd::backward(s, x, w, dy, dx, dw, db, ws);
+    }
+    if use_dense(s) {
+        return super::dense_conv::backward(s, x, w, dy, dx, dw, db, ws);
+    }
     let parts = batch_parts(s);
     if parts <= 1 {
         return conv2d_backward_chunked(s, x, w, dy, dx, dw, db, ws, DEFAULT_WS_LIMIT);
@@ -454,7 +512,7 @@ pub(crate) fn conv2d_backward_chunked(
 }
 
 /// `db[c] = Σ_{n, p} dy[n, c, p]`.
-fn bias_grad(dy: &[f32], n: usize, c: usize, p: usize, db: &mut [f32]) {
+pub(crate) fn bias_grad(dy: &[f32], n: usize, c: usize, p: usize, db: &mut [f32]) {
     let per_channel = |ch: usize| -> f32 {
         let mut acc = 0.0f64;
         for img in 0..n {
