@@ -2,9 +2,9 @@
 # The GPU check, run on the GPU machine from a bundle made by scripts/bundle.sh (no Rust needed):
 #   scripts/gpu_check.sh [BUNDLE_DIR]      (default: ./bundle, or the directory of this script)
 # Writes under results/gpu/ (or $SCADLES_GPU_OUT): the machine (nvidia-smi, OS, NVRTC), the probe,
-# the NVRTC compile test with the box's own NVRTC, the CUDA op tests against the CPU backend, and
-# the benchmarks. Each step's exit status is recorded in summary.txt; the script exits non-zero if
-# any step failed.
+# the NVRTC compile test with the box's own NVRTC, the CUDA op tests against the CPU backend, short
+# `train --device cuda` runs under MPI, and the benchmarks. Each step's exit status is recorded in
+# summary.txt; the script exits non-zero if any step failed.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 B=${1:-}
@@ -62,6 +62,17 @@ step cuda_train "$B/tests/cuda_train" --test-threads=1 --nocapture
 for t in cuda_ops cuda_train; do
     if grep -q "SKIPPED" "$OUT/$t.txt"; then
         echo "   $t: tests SKIPPED on the GPU machine (probe failed)" | tee -a "$SUMMARY"
+        fail=1
+    fi
+done
+
+# Training on the GPU under MPI (2 ranks sharing the GPUs round-robin): short runs of each model
+# family's smallest member; each must exit 0 and record a CUDA device in summary.json.
+step train_cuda_tinycnn "$B/run.sh" 2 train --device cuda --model tinycnn --steps 30 --eval-every 30 --out "$OUT/train_cuda_tinycnn"
+step train_cuda_resnet18 "$B/run.sh" 2 train --device cuda --model resnet18 --shape cifar --steps 30 --eval-every 30 --out "$OUT/train_cuda_resnet18"
+for t in train_cuda_tinycnn train_cuda_resnet18; do
+    if ! grep -q '"device": "cuda:' "$OUT/$t/summary.json" 2>/dev/null; then
+        echo "   $t: summary.json does not record a CUDA device" | tee -a "$SUMMARY"
         fail=1
     fi
 done

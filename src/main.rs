@@ -4,6 +4,7 @@ use scadles::cli::TrainArgs;
 use scadles::config::{Policy, RunConfig};
 use scadles::dist::World;
 use scadles::error::{Error, Result};
+use scadles::train::Compute;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -147,12 +148,13 @@ fn with_world(f: impl FnOnce(&World) -> Result<()>) -> i32 {
 /// Validates, loads and trains one run; rank 0 prints the resolved config and the summary.
 fn train(world: &World, args: &TrainArgs) -> Result<scadles::train::Summary> {
     let cfg = args.resolve()?;
-    run_one(world, &cfg, None, false)
+    cfg.validate(world.size())?;
+    let compute = open_device(world, &cfg)?;
+    run_one(world, &cfg, &compute, None, false)
 }
 
-fn run_one(world: &World, cfg: &RunConfig, out: Option<PathBuf>, quiet: bool) -> Result<scadles::train::Summary> {
+fn run_one(world: &World, cfg: &RunConfig, compute: &Compute, out: Option<PathBuf>, quiet: bool) -> Result<scadles::train::Summary> {
     let res = cfg.validate(world.size())?;
-    check_device(world, cfg)?;
     scadles::train::set_threads(scadles::train::threads_per_rank(cfg.threads));
     scadles::backend::cpu::set_conv_algo(cfg.conv_algo);
     let out = out.or_else(|| cfg.out.clone()).unwrap_or_else(scadles::metrics::default_run_dir);
@@ -167,7 +169,7 @@ fn run_one(world: &World, cfg: &RunConfig, out: Option<PathBuf>, quiet: bool) ->
         eprintln!("resolved configuration:\n{}", serde_json::to_string_pretty(&resolved).unwrap_or_default());
     }
     let splits = scadles::train::load_data(cfg, world)?;
-    let run = scadles::train::Run { cfg, res: &res, world, splits: &splits, out, quiet };
+    let run = scadles::train::Run { cfg, res: &res, world, splits: &splits, out, quiet, compute };
     let s = run.train()?;
     if world.is_root() {
         print_summary(&s);
@@ -175,29 +177,71 @@ fn run_one(world: &World, cfg: &RunConfig, out: Option<PathBuf>, quiet: bool) ->
     Ok(s)
 }
 
-/// Resolves `--device` for this rank (GPU = node-local rank mod GPUs on the node). Models train on
-/// the CPU backend in this build; the CUDA backend provides the kernels at op level.
-fn check_device(world: &World, cfg: &RunConfig) -> Result<()> {
-    use scadles::backend::cuda::{select, Device, DeviceChoice};
-    let local = ["MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"]
+/// This rank's node-local index as the launcher tells it (the world rank when none does).
+fn local_rank(world: &World) -> usize {
+    ["MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"]
         .iter()
         .find_map(|k| std::env::var(k).ok().and_then(|v| v.parse().ok()))
-        .unwrap_or(world.rank());
-    let device = select(cfg.device, local).map_err(|e| match e {
-        Error::Cuda(m) => Error::Config(m),
-        other => other,
-    })?;
-    if let Device::Cuda(i) = device {
-        if cfg.device == DeviceChoice::Cuda {
-            return Err(Error::Config(format!(
-                "--device cuda: GPU {i} is present, but model training runs on the CPU backend in this build; use --device cpu or auto"
-            )));
-        }
-        if world.is_root() {
-            eprintln!("note: a GPU is present; model training uses the CPU backend in this build");
+        .unwrap_or(world.rank())
+}
+
+/// Resolves `--device` for this rank (GPU = node-local rank mod GPUs on the node) and opens it,
+/// kernels compiled. Every rank reports its outcome and rank 0 prints each rank's device. With
+/// `--device cuda`, any rank's failure (no driver or GPU, NVRTC missing, a compile error) ends
+/// every rank with that rank's one-line error; with `auto`, a rank whose GPU cannot be opened
+/// trains on the CPU and the reason is printed.
+fn open_device(world: &World, cfg: &RunConfig) -> Result<Compute> {
+    use scadles::backend::cuda::{select, Device, DeviceChoice};
+    let mut note = None;
+    let opened = select(cfg.device, local_rank(world)).and_then(|d| match d {
+        Device::Cpu => Ok(Compute::Cpu),
+        Device::Cuda(i) => match Compute::open_cuda(i) {
+            Err(e) if cfg.device == DeviceChoice::Auto => {
+                note = Some(format!("GPU {i} unusable ({}), using the CPU", message(&e)));
+                Ok(Compute::Cpu)
+            }
+            Err(e) => Err(Error::Cuda(format!("--device cuda: GPU {i}: {}", message(&e)))),
+            ok => ok,
+        },
+    });
+    // One report per rank: "ok <device>" or "err <message>".
+    let mine = match &opened {
+        Ok(c) => format!("ok {}{}", c.describe(), note.map(|n| format!(" [auto: {n}]")).unwrap_or_default()),
+        Err(e) => format!("err {}", message(e)),
+    };
+    let reports = world.allgather_strings(&mine);
+    let failed: Vec<(usize, &str)> =
+        reports.iter().enumerate().filter_map(|(r, s)| s.strip_prefix("err ").map(|m| (r, m))).collect();
+    if let Some(&(r, msg)) = failed.first() {
+        // Symmetric: every rank returns the same error and rank 0 prints it once.
+        let all_same = failed.len() == world.size() && failed.iter().all(|(_, m)| *m == msg);
+        return Err(Error::Config(if all_same {
+            msg.to_string()
+        } else {
+            format!("rank {r}: {msg} ({} of {} ranks failed)", failed.len(), world.size())
+        }));
+    }
+    if world.is_root() {
+        let devs: Vec<&str> = reports.iter().map(|s| s.trim_start_matches("ok ")).collect();
+        if devs.len() == 1 {
+            eprintln!("device: {}", devs[0]);
+        } else if devs.iter().all(|d| *d == devs[0]) {
+            eprintln!("device: {} (all {} ranks)", devs[0], devs.len());
+        } else {
+            for (r, d) in devs.iter().enumerate() {
+                eprintln!("device: rank {r}: {d}");
+            }
         }
     }
-    Ok(())
+    opened
+}
+
+/// An error's text without its kind prefix (device errors are re-raised as one config error).
+fn message(e: &Error) -> String {
+    match e {
+        Error::Cuda(m) | Error::Config(m) => m.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn prepare_out(out: &std::path::Path, cfg: &RunConfig) -> Result<()> {
@@ -235,6 +279,7 @@ fn compare(world: &World, args: &TrainArgs) -> Result<()> {
     let base = args.resolve()?;
     base.validate(world.size())?;
     let root = base.out.clone().unwrap_or_else(scadles::metrics::default_run_dir);
+    let compute = open_device(world, &base)?;
     let mut runs = Vec::new();
     for policy in [Policy::Scadles, Policy::Ddl] {
         let cfg = RunConfig { policy, ..base.clone() };
@@ -242,7 +287,7 @@ fn compare(world: &World, args: &TrainArgs) -> Result<()> {
         if world.is_root() {
             eprintln!("== {policy} ==");
         }
-        runs.push(run_one(world, &cfg, Some(dir), policy == Policy::Ddl)?);
+        runs.push(run_one(world, &cfg, &compute, Some(dir), policy == Policy::Ddl)?);
     }
     if world.is_root() {
         scadles::train::compare::report(&root, &base, &runs[0], &runs[1])?;

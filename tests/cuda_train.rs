@@ -1,16 +1,24 @@
 //! The GPU network against the CPU model. Always: the GPU builders' parameter layout (names,
 //! shapes, offsets, counts, running-statistic counts) equals the CPU builders' for every model.
 //! With a GPU: one training step (forward, softmax cross-entropy, backward, SGD) of tinycnn and
-//! resnet18-cifar on the GPU equals the CPU step; without one the test prints
-//! `SKIPPED (no GPU): cuda_train` and passes.
+//! resnet18-cifar on the GPU equals the CPU step, the training engine's GPU steps equal its CPU
+//! steps, and `scadles train --device cuda` under `mpirun -np 2` follows the `--device cpu` run;
+//! without one each of those tests prints `SKIPPED (no GPU): ...` and passes.
+mod common;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use scadles::backend::cpu;
 use scadles::backend::cuda::net::{check_layout, describe, DeviceTensor, GpuNet};
 use scadles::backend::cuda::{probe, CudaBackend};
+use scadles::data::{self, DatasetKind, SyntheticSpec};
+use scadles::dist::inject::Received;
 use scadles::models::{self, resnet, tiny, vgg, Shape, MODEL_NAMES};
 use scadles::nn::ParamStore;
 use scadles::optim::Sgd;
 use scadles::tensor::Tensor;
+use scadles::train::{Compute, Engine};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 /// The CPU builders' parameter list for `name`, from a shape-only store (nothing allocated).
 fn cpu_infos(name: &str, shape: Shape, classes: usize) -> (Vec<scadles::nn::params::ParamInfo>, usize) {
@@ -135,4 +143,164 @@ fn gpu_training_step_equals_cpu_step() {
     be.set_tensor_cores(false);
     step_matches(&be, "tinycnn", Shape::Cifar, 8);
     step_matches(&be, "resnet18", Shape::Cifar, 8);
+}
+
+/// Two steps of the training engine on the CPU and on the GPU from the same model and batch
+/// (stream samples plus injected ones, augmented): equal batch sizes and losses, equal host
+/// gradients, and equal parameters after applying a host-scaled gradient (as the aggregation
+/// hands it back); an empty batch gives a zero gradient.
+fn engine_steps_match(gpu: &Compute, name: &str, shape: Shape) {
+    let classes = 10;
+    let (lr, mu, wd) = (0.05f32, 0.9f32, 1e-4f32);
+    let spec = SyntheticSpec { num_classes: classes, train_size: 64, test_size: 16, seed: 5 };
+    let splits = data::load(DatasetKind::Synthetic, None, &spec).unwrap();
+    let (train, norm) = (&splits.train, &splits.norm);
+    let mut mc = models::build(name, shape, classes, 3).unwrap();
+    let mut mg = models::build(name, shape, classes, 3).unwrap();
+    let cpu_compute = Compute::Cpu;
+    let mut ec = Engine::new(&cpu_compute, &mc, mu, wd).unwrap();
+    let mut eg = Engine::new(gpu, &mg, mu, wd).unwrap();
+    assert_eq!(eg.params(&mg).unwrap(), ec.params(&mc).unwrap(), "{name}: uploaded parameters");
+    let samples: Vec<usize> = (0..12).collect();
+    let img = data::IMAGE_BYTES;
+    let injected = Received {
+        labels: train.labels[40..42].to_vec(),
+        images: train.images[40 * img..42 * img].to_vec(),
+        ..Default::default()
+    };
+    let (mut xc, mut xg) = (Vec::new(), Vec::new());
+    for step in 0..2u64 {
+        let (mut rc, mut rg) = (StdRng::seed_from_u64(step), StdRng::seed_from_u64(step));
+        let (bc, lc) = ec.local_gradient(&mut mc, train, norm, &samples, &injected, true, &mut rc, &mut xc).unwrap();
+        let (bg, lg) = eg.local_gradient(&mut mg, train, norm, &samples, &injected, true, &mut rg, &mut xg).unwrap();
+        assert_eq!((bc, bg), (14, 14), "{name}: 12 stream + 2 injected samples");
+        let rel = ((lg - lc) / lc).abs();
+        eprintln!("{name} ({shape}) engine step {step}: loss gpu {lg} cpu {lc} (rel {rel:.2e})");
+        assert!(lg.is_finite() && rel <= 1e-3, "{name} step {step}: loss gpu {lg} vs cpu {lc}");
+        let gmax = mc.store.grads.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(gmax > 0.0, "{name}: the CPU gradient is zero");
+        assert_close(&format!("{name} step {step} host gradients"), &mg.store.grads, &mc.store.grads, 1e-3 * gmax, 1e-2);
+        // What the aggregation returns is what gets applied: scale the host buffers as r_i = 1/2 would.
+        mc.store.grads.iter_mut().chain(mg.store.grads.iter_mut()).for_each(|g| *g *= 0.5);
+        let before = eg.params(&mg).unwrap();
+        ec.apply(&mut mc, lr).unwrap();
+        eg.apply(&mut mg, lr).unwrap();
+        let (pc, pg) = (ec.params(&mc).unwrap(), eg.params(&mg).unwrap());
+        // Momentum carries step 0's difference into step 1: allow it twice over.
+        let atol = (1.0 + 2.0 * step as f32) * lr * 1.1e-2 * gmax + 1e-6;
+        assert_close(&format!("{name} step {step} parameters after SGD"), &pg, &pc, atol, 1e-5);
+        let moved = pg.iter().zip(&before).filter(|(a, b)| a != b).count();
+        assert!(moved > pg.len() / 2, "{name}: only {moved} of {} parameters changed on the GPU", pg.len());
+    }
+    // An empty local batch: zero gradient, loss 0, batch 0.
+    mg.store.grads.iter_mut().for_each(|g| *g = 1.0);
+    let mut r = StdRng::seed_from_u64(9);
+    let (b0, l0) = eg.local_gradient(&mut mg, train, norm, &[], &Received::default(), true, &mut r, &mut xg).unwrap();
+    assert_eq!((b0, l0), (0, 0.0));
+    assert!(mg.store.grads.iter().all(|&g| g == 0.0), "{name}: an empty batch must give a zero gradient");
+}
+
+#[test]
+fn training_engine_on_the_gpu_equals_the_cpu_engine() {
+    if let Err(why) = probe() {
+        eprintln!("SKIPPED (no GPU): cuda_train engine ({why})");
+        return;
+    }
+    let mut be = CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
+    be.set_tensor_cores(false);
+    be.load_all_kernels().unwrap_or_else(|e| panic!("kernels: {e}"));
+    let gpu = Compute::Cuda { be, ordinal: 0, name: "test".into() };
+    engine_steps_match(&gpu, "tinycnn", Shape::Cifar);
+    engine_steps_match(&gpu, "resnet18", Shape::Cifar);
+}
+
+/// `scadles` under `np` ranks: through the bundle's launcher when this test binary runs from a
+/// bundle (`bundle/tests/cuda_train` beside `bundle/run.sh`, see scripts/bundle.sh), otherwise
+/// cargo's binary under the `mpirun` on PATH.
+fn scadles_mpirun(np: usize) -> Command {
+    let bundle_run = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent().map(|d| d.join("run.sh")))
+        .filter(|p| p.is_file());
+    match bundle_run {
+        Some(run) => {
+            let mut c = Command::new(run);
+            c.arg(np.to_string());
+            c
+        }
+        None => {
+            let mut c = common::mpirun(np);
+            c.arg(common::bin());
+            c
+        }
+    }
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+/// steps.csv as (global_batch, loss) per step.
+fn step_losses(dir: &Path) -> Vec<(u64, f64)> {
+    let s = std::fs::read_to_string(dir.join("steps.csv")).unwrap();
+    let mut lines = s.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| head.iter().position(|h| *h == n).unwrap_or_else(|| panic!("no column {n}"));
+    let (gb, loss) = (col("global_batch"), col("loss"));
+    lines
+        .map(|l| {
+            let r: Vec<&str> = l.split(',').collect();
+            (r[gb].parse().unwrap(), r[loss].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Five DDL steps of tinycnn on 2 ranks, `--device cuda` against `--device cpu` (same seed, so
+/// the same samples; TF32 off): both exit 0, the summaries name the devices, and the per-step
+/// training losses and the final test loss agree. Five FP32 steps keep the runs within about
+/// 1e-4 of each other; 1e-2 leaves room for summation order while still catching a step that
+/// applies the local instead of the aggregated gradient.
+#[test]
+fn train_device_cuda_under_mpirun_follows_the_cpu_run() {
+    if let Err(why) = probe() {
+        eprintln!("SKIPPED (no GPU): cuda_train mpirun ({why})");
+        return;
+    }
+    let root = common::tmpdir("cuda-train");
+    let run = |device: &str| {
+        let out = root.join(device);
+        let mut c = scadles_mpirun(2);
+        c.env("SCADLES_CUDA_TF32", "0").args([
+            "train", "--device", device, "--model", "tinycnn", "--policy", "ddl", "--rates", "200,200", "--batch", "32",
+            "--steps", "5", "--eval-every", "5", "--lr", "0.05", "--synthetic-train", "2000", "--synthetic-test", "500",
+            "--seed", "7", "--out", out.to_str().unwrap(),
+        ]);
+        let o = common::run_with_limit(c, Duration::from_secs(300));
+        let (so, se) = common::text(&o);
+        assert!(o.status.success(), "--device {device}\nstdout:\n{so}\nstderr:\n{se}");
+        assert!(!se.contains("panicked"), "{se}");
+        (read_json(&out.join("summary.json")), step_losses(&out), se)
+    };
+    let (sg, lg, se) = run("cuda");
+    let (sc, lc, _) = run("cpu");
+    let dev = sg["device"].as_str().unwrap();
+    assert!(dev.starts_with("cuda:"), "summary device {dev}");
+    let devs = sg["devices"].as_array().unwrap();
+    assert_eq!(devs.len(), 2);
+    assert!(devs.iter().all(|d| d.as_str().unwrap().starts_with("cuda:")), "{devs:?}");
+    assert!(se.lines().any(|l| l.starts_with("device: ") && l.contains("cuda:")), "rank 0 names the GPUs:\n{se}");
+    assert_eq!(sc["device"], "cpu");
+    assert_eq!(lg.len(), 5);
+    assert_eq!(lg.iter().map(|r| r.0).collect::<Vec<_>>(), lc.iter().map(|r| r.0).collect::<Vec<_>>(), "global batches");
+    for (i, ((_, g), (_, c))) in lg.iter().zip(&lc).enumerate() {
+        let rel = ((g - c) / c).abs();
+        eprintln!("step {}: loss cuda {g} cpu {c} (rel {rel:.2e})", i + 1);
+        assert!(g.is_finite() && rel <= 1e-2, "step {}: loss cuda {g} vs cpu {c}", i + 1);
+    }
+    let (fg, fc) = (sg["final_loss"].as_f64().unwrap(), sc["final_loss"].as_f64().unwrap());
+    let rel = ((fg - fc) / fc).abs();
+    eprintln!("final test loss: cuda {fg} cpu {fc} (rel {rel:.2e})");
+    assert!(fg.is_finite() && rel <= 1e-2, "final test loss cuda {fg} vs cpu {fc}");
+    let (tg, tc) = (sg["final_top1"].as_f64().unwrap(), sc["final_top1"].as_f64().unwrap());
+    assert!((tg - tc).abs() <= 0.02, "final top-1 cuda {tg} vs cpu {tc}");
 }

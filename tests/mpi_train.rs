@@ -214,3 +214,32 @@ fn real_clock_really_waits_for_the_stream() {
     assert!(clocks.windows(2).all(|w| w[1] >= w[0]), "{clocks:?}");
     assert!(rows.iter().all(|r| r[gb] == "80"));
 }
+
+#[test]
+fn device_cuda_without_a_gpu_stops_every_rank_with_one_line() {
+    if let Ok(n) = scadles::backend::cuda::probe() {
+        eprintln!("{n} GPU(s) present: the no-GPU error of --device cuda does not apply here");
+        return;
+    }
+    let out = tmpdir("nogpu");
+    let o = out.to_str().unwrap();
+    expect_one_line_error(2, &["--device", "cuda", "--steps", "2", "--out", o], "--device cuda: no usable NVIDIA GPU");
+    let code = train(2, &["--device", "cuda", "--steps", "2", "--out", o]).status.code();
+    assert_eq!(code, Some(2), "a device error is a configuration error");
+    assert!(!out.join("summary.json").exists(), "nothing trained");
+}
+
+#[test]
+fn summary_names_the_device_of_every_rank() {
+    let out = tmpdir("device");
+    let o = train(2, &[
+        "--device", "cpu", "--policy", "ddl", "--rates", "100,100", "--batch", "16", "--steps", "3", "--eval-every", "3",
+        "--synthetic-train", "1000", "--synthetic-test", "200", "--out", out.to_str().unwrap(),
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
+    assert!(se.lines().any(|l| l == "device: cpu (all 2 ranks)"), "rank 0 reports the devices once:\n{se}");
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(s["device"], "cpu");
+    assert_eq!(s["devices"], serde_json::json!(["cpu", "cpu"]));
+}

@@ -158,6 +158,13 @@ impl World {
         (0..p).map(|r| recv[rdispl[r] as usize..(rdispl[r] + recv_counts[r]) as usize].to_vec()).collect()
     }
 
+    /// Gathers one string from every rank onto every rank (index = rank): start-up reports such as
+    /// which device each rank opened, or why it could not.
+    pub fn allgather_strings(&self, s: &str) -> Vec<String> {
+        let send = vec![s.as_bytes().to_vec(); self.size()];
+        self.alltoallv_bytes(&send).into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect()
+    }
+
     /// Broadcast of an f32 buffer from rank 0 (BatchNorm running statistics before evaluation).
     pub fn broadcast_f32(&self, buf: &mut [f32]) {
         if self.size() > 1 && !buf.is_empty() {

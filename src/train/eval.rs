@@ -12,8 +12,25 @@ const EVAL_BATCH: usize = 250;
 /// Top-1/top-5 accuracy (fractions) and mean loss on the first `limit` test samples (all by default).
 pub fn evaluate(world: &World, model: &mut Model, test: &Dataset, norm: &Normalization, limit: Option<usize>, rng: &mut rand::rngs::StdRng) -> Result<EvalRecord> {
     world.broadcast_f32(&mut model.store.buffers);
-    let n = limit.map_or(test.len(), |l| l.min(test.len()));
     let classes = model.num_classes;
+    score(world, test, norm, limit, classes, |x, b| {
+        let x = Tensor::from_vec(&[b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE], x);
+        Ok(model.forward(x, false, rng).into_vec())
+    })
+}
+
+/// The scoring loop of [`evaluate`] for any device: `logits(x, b)` maps a normalised NCHW batch of
+/// `b` test images to its `[b, classes]` logits on the host. Every rank must call this (it ends in
+/// a collective).
+pub fn score(
+    world: &World,
+    test: &Dataset,
+    norm: &Normalization,
+    limit: Option<usize>,
+    classes: usize,
+    mut logits: impl FnMut(Vec<f32>, usize) -> Result<Vec<f32>>,
+) -> Result<EvalRecord> {
+    let n = limit.map_or(test.len(), |l| l.min(test.len()));
     let (mut c1, mut c5, mut loss_sum, mut count) = (0usize, 0usize, 0f64, 0usize);
     let mut x_buf = Vec::new();
     let chunks: Vec<usize> = (0..n).step_by(EVAL_BATCH).collect();
@@ -24,9 +41,11 @@ pub fn evaluate(world: &World, model: &mut Model, test: &Dataset, norm: &Normali
         let idx: Vec<usize> = (start..(start + EVAL_BATCH).min(n)).collect();
         let labels = data::make_batch(test, &idx, norm, None, &mut x_buf);
         let b = idx.len();
-        let x = Tensor::from_vec(&[b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE], std::mem::take(&mut x_buf));
-        let logits = model.forward(x, false, rng);
-        let l = logits.as_slice();
+        let out = logits(std::mem::take(&mut x_buf), b)?;
+        let l = out.as_slice();
+        if l.len() != b * classes {
+            crate::bail!(Other, "evaluation: {} logits for a batch of {b} with {classes} classes", l.len());
+        }
         loss_sum += crate::backend::cpu::softmax_cross_entropy(l, b, classes, &labels, None) as f64 * b as f64;
         c1 += crate::backend::cpu::topk_correct(l, b, classes, &labels, 1);
         c5 += crate::backend::cpu::topk_correct(l, b, classes, &labels, 5.min(classes));

@@ -1,12 +1,13 @@
 //! The step loop: ScaDLES (stream-rate batches, weighted aggregation, linear LR scaling) and the
-//! conventional synchronous baseline, on the virtual or the real clock (README "One step").
+//! conventional synchronous baseline, on the virtual or the real clock (README "One step"), with
+//! the forward, backward and SGD update on the CPU or a GPU ([`engine`]).
 use crate::config::{Policy, Resolved, RunConfig};
 use crate::data::{self, Dataset, Normalization, Splits};
 use crate::dist::World;
 use crate::error::{Error, Result};
 use crate::metrics::{self, EvalRecord, StepRecord};
 use crate::models::{self, Model};
-use crate::optim::{self, MultiStep, Sgd};
+use crate::optim::{self, MultiStep};
 use crate::stream::{ClockKind, LinkModel, Take};
 use crate::tensor::Tensor;
 use rand::SeedableRng;
@@ -16,10 +17,12 @@ use std::time::Instant;
 
 pub mod bench;
 pub mod compare;
+pub mod engine;
 pub mod eval;
 pub mod grads;
 pub mod source;
 
+pub use engine::{Compute, Engine};
 pub use eval::evaluate;
 pub use grads::Aggregator;
 
@@ -62,6 +65,10 @@ pub struct Summary {
     pub words_sent_total: u64,
     pub cnc_ratio: f64,
     pub blas: String,
+    /// Where rank 0 trained: `"cpu"` or `"cuda:<ordinal> (<GPU name>)"`.
+    pub device: String,
+    /// Every rank's device (index = rank).
+    pub devices: Vec<String>,
     pub out_dir: String,
 }
 
@@ -128,6 +135,8 @@ pub struct Run<'a> {
     pub splits: &'a Splits,
     pub out: PathBuf,
     pub quiet: bool,
+    /// This rank's device, opened before the run.
+    pub compute: &'a Compute,
 }
 
 struct Outputs {
@@ -171,7 +180,11 @@ impl Run<'_> {
         let mut stream = source::RankStream::new(cfg, self.res, &parts[rank], rates[rank], rank)?;
 
         let mut model = models::build(&cfg.model, cfg.shape, cfg.num_classes, cfg.seed)?;
-        let mut opt = Sgd::new(model.num_params(), cfg.momentum as f32, cfg.weight_decay as f32);
+        let mut engine = Engine::new(self.compute, &model, cfg.momentum as f32, cfg.weight_decay as f32)?;
+        let devices = world.allgather_strings(&self.compute.label());
+        if world.is_root() && !self.quiet && engine.identity_dropouts() > 0 {
+            eprintln!("note: {} has {} dropout layers; they run as the identity on the GPU", cfg.model, engine.identity_dropouts());
+        }
         let sched = MultiStep { base: cfg.lr, milestones: cfg.milestones.clone(), gamma: cfg.gamma };
         let base_batch = cfg.base_batch_for(ranks);
         let mut agg = Aggregator::new(cfg, &model.store)?;
@@ -214,7 +227,7 @@ impl Run<'_> {
             }
             // 4. Compute: forward, loss (mean over the local batch), backward into the flat buffer.
             let t0 = Instant::now();
-            let (b_local, loss_local) = local_gradient(&mut model, train_set, &self.splits.norm, &take.samples, &injected, cfg.augment, &mut rng, &mut x_buf);
+            let (b_local, loss_local) = engine.local_gradient(&mut model, train_set, &self.splits.norm, &take.samples, &injected, cfg.augment, &mut rng, &mut x_buf)?;
             let compute_s = t0.elapsed().as_secs_f64() * scale;
             // 3. Agree on Σb (and the global loss, and divergence) in one collective.
             let nonfinite = if loss_local.is_finite() { 0.0 } else { 1.0 };
@@ -238,7 +251,7 @@ impl Run<'_> {
                 Policy::Ddl => lr_sched,
             };
             if global_b > 0 {
-                opt.step(&mut model.store.params, &model.store.grads, lr_step as f32);
+                engine.apply(&mut model, lr_step as f32)?;
             }
             // 8. Record: per-rank figures gathered once.
             let inj_bytes = injected.bytes_sent;
@@ -285,7 +298,7 @@ impl Run<'_> {
             });
             pb.inc(1);
             if step % cfg.eval_every == 0 || step == cfg.steps {
-                last_eval = evaluate(world, &mut model, &self.splits.test, &self.splits.norm, cfg.eval_samples, &mut rng)?;
+                last_eval = engine.evaluate(world, &mut model, &self.splits.test, &self.splits.norm, cfg.eval_samples, &mut rng)?;
                 last_eval.step = step;
                 last_eval.clock_s = clock;
                 out.evals.push(last_eval.clone());
@@ -338,6 +351,8 @@ impl Run<'_> {
             words_sent_total: acc.0 + acc.1,
             cnc_ratio: acc.2,
             blas: crate::backend::cpu::blas_name().to_string(),
+            device: devices.first().cloned().unwrap_or_default(),
+            devices,
             out_dir: self.out.display().to_string(),
         };
         self.write_outputs(&out, Some(&summary))?;
@@ -351,8 +366,9 @@ fn inject_comm_s(l: &LinkModel, per_rank_bytes: impl Iterator<Item = f64>) -> f6
     if max > 0.0 { l.p2p_s(max) } else { 0.0 }
 }
 
-/// Forward and backward of the local batch (stream samples plus injected ones). Returns the batch
-/// size and the mean loss; with an empty batch the gradient is zero and the loss 0.
+/// Forward and backward of the local batch (stream samples plus injected ones) on the CPU model:
+/// the CPU engine's step (see [`Engine`] for the GPU's). Returns the batch size and the mean loss;
+/// with an empty batch the gradient is zero and the loss 0.
 #[allow(clippy::too_many_arguments)]
 pub fn local_gradient(
     model: &mut Model,
@@ -369,6 +385,27 @@ pub fn local_gradient(
         model.store.grads.iter_mut().for_each(|g| *g = 0.0);
         return (0, 0.0);
     }
+    let labels = host_batch(train, norm, samples, injected, augment, rng, x_buf);
+    let x = Tensor::from_vec(&[b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE], std::mem::take(x_buf));
+    let logits = model.forward(x, true, rng);
+    let classes = model.num_classes;
+    let mut dlogits = Tensor::zeros(&[b, classes]);
+    let loss = crate::backend::cpu::softmax_cross_entropy(logits.as_slice(), b, classes, &labels, Some(dlogits.as_mut_slice()));
+    model.backward(dlogits);
+    (b, loss as f64)
+}
+
+/// The local batch on the host: stream samples then injected ones, normalised (and augmented when
+/// asked) into `x_buf` as NCHW; returns the labels in the same order.
+pub(crate) fn host_batch(
+    train: &Dataset,
+    norm: &Normalization,
+    samples: &[usize],
+    injected: &crate::dist::inject::Received,
+    augment: bool,
+    rng: &mut rand::rngs::StdRng,
+    x_buf: &mut Vec<f32>,
+) -> Vec<usize> {
     let mut labels = data::make_batch(train, samples, norm, if augment { Some(&mut *rng) } else { None }, x_buf);
     if !injected.labels.is_empty() {
         let foreign = Dataset { images: injected.images.clone(), labels: injected.labels.clone(), num_classes: train.num_classes };
@@ -377,11 +414,5 @@ pub fn local_gradient(
         labels.extend(data::make_batch(&foreign, &idx, norm, if augment { Some(&mut *rng) } else { None }, &mut extra));
         x_buf.extend_from_slice(&extra);
     }
-    let x = Tensor::from_vec(&[b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE], std::mem::take(x_buf));
-    let logits = model.forward(x, true, rng);
-    let classes = model.num_classes;
-    let mut dlogits = Tensor::zeros(&[b, classes]);
-    let loss = crate::backend::cpu::softmax_cross_entropy(logits.as_slice(), b, classes, &labels, Some(dlogits.as_mut_slice()));
-    model.backward(dlogits);
-    (b, loss as f64)
+    labels
 }

@@ -72,7 +72,8 @@ impl DeviceTensor {
         self.len() == 0
     }
 
-    fn new(buf: CudaSlice<f32>, shape: Vec<usize>) -> Self {
+    /// Wraps a device buffer of `shape.iter().product()` values.
+    pub fn new(buf: CudaSlice<f32>, shape: Vec<usize>) -> Self {
         DeviceTensor { buf: Arc::new(buf), shape }
     }
 }
@@ -734,6 +735,50 @@ impl GpuNet {
         }
         be.download(&self.buffers.slice(..self.layout.num_buffers))
     }
+
+    /// Copies the gradients of the last backward pass into `dst` (the CPU store's flat gradient
+    /// buffer, same layout), ready for the host-side aggregation.
+    pub fn grads_into_host(&self, be: &CudaBackend, dst: &mut [f32]) -> Result<()> {
+        let n = self.layout.num_params;
+        check_host_len(&self.name, "gradient", dst.len(), n)?;
+        be.download_into(&self.grads.slice(..n), dst)
+    }
+
+    /// Overwrites the device gradients with `src` (the aggregated gradient), for [`Self::sgd`].
+    pub fn set_grads_from_host(&mut self, be: &CudaBackend, src: &[f32]) -> Result<()> {
+        let n = self.layout.num_params;
+        check_host_len(&self.name, "gradient", src.len(), n)?;
+        be.upload_into(src, &mut self.grads.slice_mut(..n))
+    }
+
+    /// Overwrites the BatchNorm running statistics with `src` (rank 0's, before evaluation).
+    pub fn set_buffers_from_host(&mut self, be: &CudaBackend, src: &[f32]) -> Result<()> {
+        let n = self.layout.num_buffers;
+        check_host_len(&self.name, "running-statistic", src.len(), n)?;
+        be.upload_into(src, &mut self.buffers.slice_mut(..n))
+    }
+
+    /// Number of dropout layers, which run as the identity on the GPU.
+    pub fn dropout_layers(&self) -> usize {
+        fn count(layers: &[GpuLayer]) -> usize {
+            layers
+                .iter()
+                .map(|l| match l {
+                    GpuLayer::Dropout { .. } => 1,
+                    GpuLayer::Residual { main, shortcut, .. } => count(main) + shortcut.as_deref().map_or(0, count),
+                    _ => 0,
+                })
+                .sum()
+        }
+        count(&self.layers)
+    }
+}
+
+fn check_host_len(model: &str, what: &str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        crate::bail!(Cuda, "{model}: host {what} buffer holds {got} values, the GPU network {want}");
+    }
+    Ok(())
 }
 
 /// Checks a GPU layout against the CPU store's parameter list: same names, shapes and offsets, and

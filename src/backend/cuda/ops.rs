@@ -132,6 +132,40 @@ impl CudaBackend {
         drv("device-to-host copy", self.stream.clone_dtoh(v))
     }
 
+    /// Copies a device view into an existing host slice of the same length and waits, so the host
+    /// can read `dst` on return (no allocation: the training step reuses its gradient buffer).
+    pub fn download_into<T: DeviceRepr>(&self, src: &CudaView<'_, T>, dst: &mut [T]) -> Result<()> {
+        check_len("device-to-host copy", dst.len(), src.len())?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        drv("device-to-host copy", self.stream.memcpy_dtoh(src, dst))?;
+        self.synchronize()
+    }
+
+    /// Copies a host slice into an existing device view of the same length and waits, so the
+    /// caller may overwrite `src` on return.
+    pub fn upload_into<T: DeviceRepr>(&self, src: &[T], dst: &mut CudaViewMut<'_, T>) -> Result<()> {
+        check_len("host-to-device copy", src.len(), dst.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        drv("host-to-device copy", self.stream.memcpy_htod(src, dst))?;
+        self.synchronize()
+    }
+
+    /// Compiles and loads every kernel (the tensor-core ones too when they are on), so that an
+    /// NVRTC or module-load failure shows at start-up rather than in the middle of a run.
+    pub fn load_all_kernels(&self) -> Result<()> {
+        for family in Family::ALL {
+            let tc: &[&'static str] = if self.tensor_cores { family.tensor_core_kernels() } else { &[] };
+            for &name in family.kernels().iter().chain(tc) {
+                self.function(family, name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Page-locked host buffer of `len` values for staging MPI messages (not write-combined:
     /// the host reads it).
     pub fn pinned(&self, len: usize) -> Result<PinnedHostSlice<f32>> {

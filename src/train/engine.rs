@@ -1,0 +1,173 @@
+//! Where a rank's training step computes (README "One step", 4 and 7): on the CPU model itself, or
+//! on the same network rebuilt on a GPU ([`GpuNet`]). Either way the batch is built on the host and
+//! the local gradient lands in the CPU store's flat gradient buffer, so weighting, compression and
+//! the MPI exchange (`Aggregator`) run unchanged on the host; the aggregated gradient then goes back
+//! to the device for the SGD update. With CUDA the parameters live on the GPU; the CPU `Model`
+//! holds the layout and the host gradient buffer (its parameters stay at their initial values).
+use crate::backend::cuda::net::{DeviceTensor, GpuNet};
+use crate::backend::cuda::CudaBackend;
+use crate::data::{self, Dataset, Normalization};
+use crate::dist::inject::Received;
+use crate::dist::World;
+use crate::error::Result;
+use crate::metrics::EvalRecord;
+use crate::models::Model;
+use crate::optim::Sgd;
+
+/// The device a rank trains on, opened once before the run.
+#[allow(clippy::large_enum_variant)] // one per process, made once: its size does not matter
+pub enum Compute {
+    Cpu,
+    /// An opened GPU with every kernel already compiled and loaded.
+    Cuda { be: CudaBackend, ordinal: usize, name: String },
+}
+
+impl Compute {
+    /// Opens GPU `ordinal` and compiles every kernel, so that a missing driver or NVRTC, or a
+    /// compile error, shows here rather than at the first step.
+    pub fn open_cuda(ordinal: usize) -> Result<Self> {
+        let be = CudaBackend::new(ordinal)?;
+        be.load_all_kernels()?;
+        let name = be.name()?;
+        Ok(Compute::Cuda { be, ordinal, name })
+    }
+
+    /// `"cpu"`, or `"cuda:0 (NVIDIA H100 80GB HBM3)"` (summary.json's `device`).
+    pub fn label(&self) -> String {
+        match self {
+            Compute::Cpu => "cpu".into(),
+            Compute::Cuda { ordinal, name, .. } => format!("cuda:{ordinal} ({name})"),
+        }
+    }
+
+    /// The label with the kernel architecture and precision, for the start-up report.
+    pub fn describe(&self) -> String {
+        match self {
+            Compute::Cpu => self.label(),
+            Compute::Cuda { be, .. } => {
+                format!("{}, {}, TF32 {}", self.label(), be.arch(), if be.tensor_cores() { "on" } else { "off" })
+            }
+        }
+    }
+}
+
+/// The per-run state of a [`Compute`]: the CPU optimiser, or the network on the GPU with its
+/// momentum buffer.
+#[allow(clippy::large_enum_variant)] // one per run, made once: its size does not matter
+pub enum Engine<'a> {
+    Cpu { opt: Sgd },
+    Cuda { be: &'a CudaBackend, net: GpuNet },
+}
+
+impl<'a> Engine<'a> {
+    /// Sets up training of `model` (its current parameters) with SGD momentum μ and weight decay.
+    pub fn new(compute: &'a Compute, model: &Model, momentum: f32, weight_decay: f32) -> Result<Self> {
+        Ok(match compute {
+            Compute::Cpu => Engine::Cpu { opt: Sgd::new(model.num_params(), momentum, weight_decay) },
+            Compute::Cuda { be, .. } => Engine::Cuda { be, net: GpuNet::new(be, model, momentum, weight_decay)? },
+        })
+    }
+
+    /// Dropout layers that this engine runs as the identity (the GPU has no dropout kernel).
+    pub fn identity_dropouts(&self) -> usize {
+        match self {
+            Engine::Cpu { .. } => 0,
+            Engine::Cuda { net, .. } => net.dropout_layers(),
+        }
+    }
+
+    /// Forward and backward of the local batch (stream samples plus injected ones) into
+    /// `model.store.grads`. Returns the batch size and the mean loss over it; an empty batch gives
+    /// a zero gradient and loss 0. The CPU engine is [`super::local_gradient`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn local_gradient(
+        &mut self,
+        model: &mut Model,
+        train: &Dataset,
+        norm: &Normalization,
+        samples: &[usize],
+        injected: &Received,
+        augment: bool,
+        rng: &mut rand::rngs::StdRng,
+        x_buf: &mut Vec<f32>,
+    ) -> Result<(usize, f64)> {
+        let (be, net) = match self {
+            Engine::Cpu { .. } => return Ok(super::local_gradient(model, train, norm, samples, injected, augment, rng, x_buf)),
+            Engine::Cuda { be, net } => (*be, net),
+        };
+        let b = samples.len() + injected.labels.len();
+        if b == 0 {
+            model.store.grads.iter_mut().for_each(|g| *g = 0.0);
+            return Ok((0, 0.0));
+        }
+        let labels = super::host_batch(train, norm, samples, injected, augment, rng, x_buf);
+        let classes = model.num_classes;
+        let x = DeviceTensor::new(be.upload(x_buf.as_slice())?, vec![b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE]);
+        let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+        let labels = be.upload(&labels)?;
+        let logits = net.forward(be, &x, true)?;
+        check_logits(&logits, b, classes)?;
+        let mut d = be.zeros::<f32>(b * classes)?;
+        let loss = be.softmax_cross_entropy(&logits.buf.as_view(), b, classes, &labels.as_view(), Some(&mut d.as_view_mut()))?;
+        net.backward(be, DeviceTensor::new(d, vec![b, classes]))?;
+        net.grads_into_host(be, &mut model.store.grads)?;
+        Ok((b, loss as f64))
+    }
+
+    /// One SGD step with learning rate `lr` and the (aggregated) gradient in `model.store.grads`.
+    pub fn apply(&mut self, model: &mut Model, lr: f32) -> Result<()> {
+        match self {
+            Engine::Cpu { opt } => opt.step(&mut model.store.params, &model.store.grads, lr),
+            Engine::Cuda { be, net } => {
+                net.set_grads_from_host(be, &model.store.grads)?;
+                net.sgd(be, lr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Top-1/top-5 and mean loss on the test set with rank 0's BatchNorm statistics, as
+    /// [`super::evaluate`] (the same chunks, the same counting, on this engine's device).
+    pub fn evaluate(
+        &mut self,
+        world: &World,
+        model: &mut Model,
+        test: &Dataset,
+        norm: &Normalization,
+        limit: Option<usize>,
+        rng: &mut rand::rngs::StdRng,
+    ) -> Result<EvalRecord> {
+        let (be, net) = match self {
+            Engine::Cpu { .. } => return super::evaluate(world, model, test, norm, limit, rng),
+            Engine::Cuda { be, net } => (*be, net),
+        };
+        if !model.store.buffers.is_empty() {
+            let running = net.buffers_to_host(be)?;
+            model.store.buffers.copy_from_slice(&running);
+            world.broadcast_f32(&mut model.store.buffers);
+            net.set_buffers_from_host(be, &model.store.buffers)?;
+        }
+        let classes = model.num_classes;
+        super::eval::score(world, test, norm, limit, classes, |x, b| {
+            let x = DeviceTensor::new(be.upload(&x)?, vec![b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE]);
+            let logits = net.forward(be, &x, false)?;
+            check_logits(&logits, b, classes)?;
+            be.download(&*logits.buf)
+        })
+    }
+
+    /// The current parameters on the host (a copy).
+    pub fn params(&self, model: &Model) -> Result<Vec<f32>> {
+        match self {
+            Engine::Cpu { .. } => Ok(model.store.params.clone()),
+            Engine::Cuda { be, net } => net.params_to_host(be),
+        }
+    }
+}
+
+fn check_logits(logits: &DeviceTensor, b: usize, classes: usize) -> Result<()> {
+    if logits.shape != [b, classes] || logits.buf.len() != b * classes {
+        crate::bail!(Cuda, "the GPU network returned logits of shape {:?}, expected [{b}, {classes}]", logits.shape);
+    }
+    Ok(())
+}
