@@ -9,6 +9,7 @@
 # /opt/scadles-torch), one after the other so they never share the cores, then joins their
 # `bench model=M shape=S ... img_per_s=X ...` lines on (model, shape) and prints scadles/PyTorch.
 # Both sides do the same step: zero grad, forward, mean cross-entropy, backward, SGD(0.1, 0.9, 1e-4).
+# scadles runs twice: with its default convolution algorithms and with im2col + GEMM everywhere.
 # Run it on an idle machine: torch's OpenMP threads spin at barriers and lose several-fold when other
 # processes share the cores (`OMP_WAIT_POLICY=PASSIVE scripts/bench_cpu.sh` softens that for torch).
 set -euo pipefail
@@ -51,7 +52,9 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 echo "== scadles ($BIN)"
 COMMON=(--models "$MODELS" --batch "$BATCH" --threads "$THREADS" --steps "$STEPS" --warmup "$WARMUP")
-"$BIN" bench step "${COMMON[@]}" | tee "$TMP/scadles.txt"
+"$BIN" bench step "${COMMON[@]}" --conv-algo auto | tee "$TMP/scadles.txt"
+echo "== scadles, im2col + GEMM for every convolution ($BIN --conv-algo im2col)"
+"$BIN" bench step "${COMMON[@]}" --conv-algo im2col | tee "$TMP/im2col.txt"
 echo "== PyTorch ($VENV)"
 "$VENV/bin/python" "$ROOT/scripts/bench_torch.py" "${COMMON[@]}" | tee "$TMP/torch.txt"
 
@@ -65,16 +68,20 @@ awk '
     $1 != "bench" { next }
     {
         k = field("model") " " field("shape")
-        if (FILENAME ~ /scadles\.txt$/) { s[k] = field("img_per_s") } else { t[k] = field("img_per_s") }
+        v = field("img_per_s")
+        if (FILENAME ~ /scadles\.txt$/) s[k] = v; else if (FILENAME ~ /im2col\.txt$/) c[k] = v; else t[k] = v
         if (!(k in seen)) { seen[k] = 1; order[++n] = k }
     }
+    function ratio(a, b) { return (a != "-" && b != "-" && b + 0 > 0) ? sprintf("%.2f", a / b) : "-" }
     END {
-        printf "%-12s %-12s %14s %14s %8s\n", "model", "shape", "scadles img/s", "torch img/s", "ratio"
+        printf "%-12s %-12s %14s %14s %12s %8s %14s\n", "model", "shape", "scadles img/s", "torch img/s", "im2col img/s", "ratio", "im2col ratio"
         for (i = 1; i <= n; i++) {
             k = order[i]; split(k, ms, " ")
-            sv = (k in s) ? s[k] : "-"; tv = (k in t) ? t[k] : "-"
-            r = (sv != "-" && tv != "-" && tv + 0 > 0) ? sprintf("%.2f", sv / tv) : "-"
-            printf "%-12s %-12s %14s %14s %8s\n", ms[1], ms[2], sv, tv, r
+            sv = (k in s) ? s[k] : "-"; tv = (k in t) ? t[k] : "-"; cv = (k in c) ? c[k] : "-"
+            printf "%-12s %-12s %14s %14s %12s %8s %14s\n", ms[1], ms[2], sv, tv, cv, ratio(sv, tv), ratio(cv, tv)
         }
+        print ""
+        print "ratio: scadles (default --conv-algo auto: Winograd F(4x4,3x3) on 3x3 stride-1 layers, dense GEMM on planes"
+        print "smaller than the kernel, im2col elsewhere) over PyTorch; im2col ratio: scadles with --conv-algo im2col over PyTorch."
     }
-' "$TMP/scadles.txt" "$TMP/torch.txt"
+' "$TMP/scadles.txt" "$TMP/im2col.txt" "$TMP/torch.txt"
