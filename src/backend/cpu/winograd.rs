@@ -596,6 +596,11 @@ pub(crate) fn backward_chunked(
         assert_eq!(db.len(), c_out, "winograd: db length for {s:?}");
         bias_grad(dy, s.n, c_out, ho * wo, db);
     }
+    if s.n == 0 {
+        // No images: nothing reaches the weights.
+        dw.fill(0.0);
+        return;
+    }
     let geo = Geo::of(s);
     let nb_max = images_per_chunk(s, &geo, limit);
     let tiles_max = nb_max * geo.tiles();
@@ -846,6 +851,17 @@ mod tests {
         check(shape(2, 64, 32, 32, 64, 1), false, WS_LIMIT, 8);
         check(shape(2, 128, 16, 16, 128, 1), false, WS_LIMIT, 9);
         check(shape(4, 512, 4, 4, 512, 1), false, WS_LIMIT, 10);
+    }
+
+    #[test]
+    fn empty_batch_gives_zero_weight_gradient() {
+        let s = shape(0, 16, 8, 8, 16, 1);
+        let w = vec![1.0; 16 * 16 * 9];
+        let (mut dw, mut db) = (vec![f32::NAN; w.len()], vec![f32::NAN; 16]);
+        let mut ws = vec![f32::NAN; 3];
+        forward(&s, &[], &w, None, &mut [], &mut ws);
+        backward(&s, &[], &w, &[], Some(&mut []), &mut dw, Some(&mut db), &mut ws);
+        assert!(dw.iter().chain(&db).all(|&v| v == 0.0));
     }
 
     #[test]
