@@ -7,6 +7,7 @@
 // its `#include "common.cuh"` line before compiling.
 #pragma once
 
+typedef unsigned char u8;
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
@@ -95,6 +96,16 @@ struct TopkParams {
     u32 len, k, shift, chunk, nblocks;
 };
 static_assert(sizeof(TopkParams) == 20, "TopkParams layout");
+
+/// Inverted dropout over `len` values. Element i is dropped when the upper 32 bits of its hash
+/// (the i-th value of the SplitMix64 stream started at the seed) are below `threshold` =
+/// ceil(p * 2^32), i.e. with probability p; kept values are multiplied by `scale` = 1/(1 - p). The
+/// 64-bit seed is passed as two halves so that the struct holds only 32-bit fields.
+struct DropoutParams {
+    u32 len, threshold, seed_lo, seed_hi;
+    float scale;
+};
+static_assert(sizeof(DropoutParams) == 20, "DropoutParams layout");
 
 /// Weighted packing before top-k: cand = weight * g + residual.
 struct PackParams {

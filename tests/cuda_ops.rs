@@ -8,7 +8,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use scadles::backend::cpu::{self, Conv2dShape, Pool2dShape};
+use scadles::backend::cuda::net::{DeviceTensor, GpuNet};
+use scadles::backend::cuda::ops::{dropout_keeps, dropout_threshold};
 use scadles::backend::cuda::{probe, CudaBackend};
+use scadles::models::{self, Shape};
+use scadles::tensor::Tensor;
 
 static GPU: OnceLock<Option<Mutex<CudaBackend>>> = OnceLock::new();
 
@@ -237,6 +241,129 @@ fn relu_matches_cpu() {
     g.relu_backward(&gy.as_view(), &gdy.as_view(), &mut gdx.as_view_mut()).unwrap();
     assert_close("relu y", &g.download(&gy).unwrap(), &y, 0.0, 0.0);
     assert_close("relu dx", &g.download(&gdx).unwrap(), &dx, 0.0, 0.0);
+}
+
+/// Indices where two equal-length vectors differ: their count and the first few.
+fn differences<T: PartialEq + Copy + std::fmt::Debug>(got: &[T], want: &[T]) -> (usize, Vec<String>) {
+    assert_eq!(got.len(), want.len(), "length");
+    let diff: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
+    (diff.len(), diff.iter().take(8).map(|&i| format!("[{i}] gpu {:?} want {:?}", got[i], want[i])).collect())
+}
+
+/// Asserts that `count` of `len` Bernoulli(q) trials is within 5σ of q·len.
+fn assert_fraction(what: &str, count: usize, len: usize, q: f64) {
+    let frac = count as f64 / len as f64;
+    let five_sigma = 5.0 * (q * (1.0 - q) / len as f64).sqrt();
+    assert!((frac - q).abs() <= five_sigma, "{what}: fraction {frac}, expected {q} ± {five_sigma}");
+    eprintln!("{what}: fraction {frac:.5}, expected {q} ± {five_sigma:.5}");
+}
+
+#[test]
+fn dropout_matches_its_hash_and_the_cpu_op() {
+    let len = 1usize << 20;
+    let mut r = rng(10);
+    let (x, dy) = (randv(&mut r, len), randv(&mut r, len));
+    let Some(g) = gpu("dropout") else { return };
+    let (gx, gdy) = (g.upload(&x).unwrap(), g.upload(&dy).unwrap());
+    // Outputs start as NaN / 7 so that an element the kernel skips cannot pass.
+    let forward = |p: f32, seed: u64| {
+        let (mut y, mut m) = (g.upload(&vec![f32::NAN; len]).unwrap(), g.upload(&vec![7u8; len]).unwrap());
+        g.dropout_forward(p, seed, &gx.as_view(), &mut y.as_view_mut(), &mut m.as_view_mut()).unwrap();
+        (g.download(&y).unwrap(), g.download(&m).unwrap(), m)
+    };
+    for (p, seed) in [(0.5f32, 0x5EED_0000_0000_0001u64), (0.1, 0x5EED_0000_0000_0002)] {
+        let (y, mask, gmask) = forward(p, seed);
+        // The mask is the host mirror of the kernel's hash, bit for bit.
+        let t = dropout_threshold(p);
+        let want: Vec<u8> = (0..len as u32).map(|i| dropout_keeps(seed, t, i) as u8).collect();
+        let (n, first) = differences(&mask, &want);
+        assert!(n == 0, "dropout p={p} mask: {n} elements differ from the host hash, first: {}", first.join(", "));
+        assert_fraction(&format!("dropout p={p} dropped"), mask.iter().filter(|&&m| m == 0).count(), len, p as f64);
+        // Kept values: the CPU's x·(1/(1−p)) bit for bit (the CPU backward applies exactly that to
+        // a given mask), and within 1 ulp of x/(1−p); dropped values are +0.
+        let mut want_y = vec![f32::NAN; len];
+        cpu::dropout_backward(&x, &mask, p, &mut want_y);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let (n, first) = differences(&bits(&y), &bits(&want_y));
+        assert!(n == 0, "dropout p={p} y: {n} values differ from the CPU's, first: {}", first.join(", "));
+        let far = (0..len)
+            .filter(|&i| mask[i] == 1)
+            .filter(|&i| {
+                let q = (x[i] as f64 / (1.0 - p as f64)) as f32;
+                (y[i].to_bits() as i64 - q.to_bits() as i64).abs() > 1
+            })
+            .count();
+        assert_eq!(far, 0, "dropout p={p}: kept values more than 1 ulp from x/(1-p)");
+        assert!((0..len).all(|i| mask[i] == 1 || y[i].to_bits() == 0), "dropout p={p}: a dropped value is not +0");
+        // Backward with the same mask: dy·mask/(1−p), as the CPU op.
+        let mut gdx = g.upload(&vec![f32::NAN; len]).unwrap();
+        g.dropout_backward(p, &gmask.as_view(), &gdy.as_view(), &mut gdx.as_view_mut()).unwrap();
+        let mut want_dx = vec![f32::NAN; len];
+        cpu::dropout_backward(&dy, &mask, p, &mut want_dx);
+        let (n, first) = differences(&bits(&g.download(&gdx).unwrap()), &bits(&want_dx));
+        assert!(n == 0, "dropout p={p} dx: {n} values differ from the CPU's, first: {}", first.join(", "));
+        // The same seed draws the same mask; another seed an independent one, which disagrees
+        // with this one at a fraction 2p(1−p).
+        assert!(forward(p, seed).1 == mask, "dropout p={p}: the same seed gave another mask");
+        let other = forward(p, seed + 1).1;
+        let disagree = mask.iter().zip(&other).filter(|(a, b)| a != b).count();
+        assert_fraction(&format!("dropout p={p} masks of seeds s, s+1 disagree"), disagree, len, 2.0 * p as f64 * (1.0 - p as f64));
+    }
+    // p outside [0, 1) and mismatched lengths are errors, not launches.
+    let (mut y, mut m) = (g.zeros::<f32>(len).unwrap(), g.zeros::<u8>(len).unwrap());
+    for p in [1.0f32, -0.1, f32::NAN] {
+        assert!(g.dropout_forward(p, 1, &gx.as_view(), &mut y.as_view_mut(), &mut m.as_view_mut()).is_err(), "p = {p} accepted");
+        assert!(g.dropout_backward(p, &m.as_view(), &gdy.as_view(), &mut y.as_view_mut()).is_err(), "p = {p} accepted");
+    }
+    assert!(g.dropout_forward(0.5, 1, &gx.as_view(), &mut y.slice_mut(1..), &mut m.as_view_mut()).is_err(), "short y accepted");
+    assert!(g.dropout_forward(0.5, 1, &gx.as_view(), &mut y.as_view_mut(), &mut m.slice_mut(1..)).is_err(), "short mask accepted");
+    assert!(g.dropout_backward(0.5, &m.slice(1..), &gdy.as_view(), &mut y.as_view_mut()).is_err(), "short mask accepted");
+    // p = 0 keeps everything, unscaled.
+    let (y0, m0, _) = forward(0.0, 3);
+    assert!(m0.iter().all(|&m| m == 1) && y0 == x, "dropout p=0 is not the identity");
+}
+
+/// Dropout inside a network, the torchvision-shape VGG head (two layers of p = 0.5): an
+/// evaluation forward equals the CPU's, where dropout is the identity; each training forward draws
+/// new masks, the same ones again after the seed stream is restarted; the backward runs through them.
+#[test]
+fn dropout_in_vgg_is_the_identity_in_eval_and_reseedable_in_training() {
+    let Some(mut g) = gpu("dropout in vgg11 (torchvision shape)") else { return };
+    g.set_tensor_cores(false);
+    let g = &*g;
+    let (batch, classes) = (2, 10);
+    let mut model = models::build("vgg11", Shape::Torchvision, classes, 3).unwrap();
+    let mut r = rng(11);
+    let x = randv(&mut r, batch * 3 * 32 * 32);
+    let want = model.forward(Tensor::from_vec(&[batch, 3, 32, 32], x.clone()), false, &mut r);
+    let mut net = GpuNet::new(g, &model, 0.9, 0.0).unwrap();
+    drop(model);
+    let xd = DeviceTensor::new(g.upload(&x).unwrap(), vec![batch, 3, 32, 32]);
+    let logits = |net: &mut GpuNet, train: bool| g.download(net.forward(g, &xd, train).unwrap().buf.as_ref()).unwrap();
+
+    let eval = logits(&mut net, false);
+    let scale = want.as_slice().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert_close("vgg11 eval logits", &eval, want.as_slice(), 1e-3 * scale + 1e-6, 1e-3);
+    assert!(logits(&mut net, false) == eval, "a second evaluation forward differs");
+
+    net.set_dropout_seed(42);
+    let t1 = logits(&mut net, true);
+    let t2 = logits(&mut net, true);
+    assert!(t1 != eval && t2 != t1, "training forwards must drop (and draw new masks each time)");
+    net.set_dropout_seed(42);
+    let t3 = logits(&mut net, true);
+    assert!(t3 == t1, "the same seed must give the same masks");
+
+    // Backward from the last training forward: finite gradients that reach the first layer.
+    let labels = g.upload(&[1u32, 7]).unwrap();
+    let out = net.forward(g, &xd, true).unwrap();
+    let mut d = g.zeros::<f32>(batch * classes).unwrap();
+    g.softmax_cross_entropy(&out.buf.as_view(), batch, classes, &labels.as_view(), Some(&mut d.as_view_mut())).unwrap();
+    net.backward(g, DeviceTensor::new(d, vec![batch, classes])).unwrap();
+    let grads = net.grads_to_host(g).unwrap();
+    assert!(grads.iter().all(|v| v.is_finite()), "non-finite gradient");
+    let first = net.layout.params[0].view;
+    assert!(grads[first.range()].iter().any(|&v| v != 0.0), "no gradient reached {}", net.layout.params[0].name);
 }
 
 #[test]

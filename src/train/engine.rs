@@ -68,11 +68,11 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// Dropout layers that this engine runs as the identity (the GPU has no dropout kernel).
-    pub fn identity_dropouts(&self) -> usize {
-        match self {
-            Engine::Cpu { .. } => 0,
-            Engine::Cuda { net, .. } => net.dropout_layers(),
+    /// Seeds the GPU's dropout masks; each rank passes its own seed, as each rank's CPU generator
+    /// differs. The CPU engine draws from the step's generator and ignores this.
+    pub fn seed_dropout(&mut self, seed: u64) {
+        if let Engine::Cuda { net, .. } = self {
+            net.set_dropout_seed(seed);
         }
     }
 

@@ -181,10 +181,8 @@ impl Run<'_> {
 
         let mut model = models::build(&cfg.model, cfg.shape, cfg.num_classes, cfg.seed)?;
         let mut engine = Engine::new(self.compute, &model, cfg.momentum as f32, cfg.weight_decay as f32)?;
+        engine.seed_dropout(cfg.seed ^ (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let devices = world.allgather_strings(&self.compute.label());
-        if world.is_root() && !self.quiet && engine.identity_dropouts() > 0 {
-            eprintln!("note: {} has {} dropout layers; they run as the identity on the GPU", cfg.model, engine.identity_dropouts());
-        }
         let sched = MultiStep { base: cfg.lr, milestones: cfg.milestones.clone(), gamma: cfg.gamma };
         let base_batch = cfg.base_batch_for(ranks);
         let mut agg = Aggregator::new(cfg, &model.store)?;

@@ -27,6 +27,7 @@ pub enum Family {
     BatchNorm,
     Pool,
     Activation,
+    Dropout,
     Loss,
     Optimizer,
     Topk,
@@ -34,12 +35,13 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Conv,
         Family::Gemm,
         Family::BatchNorm,
         Family::Pool,
         Family::Activation,
+        Family::Dropout,
         Family::Loss,
         Family::Optimizer,
         Family::Topk,
@@ -54,6 +56,7 @@ impl Family {
             Family::BatchNorm => "batchnorm.cu",
             Family::Pool => "pool.cu",
             Family::Activation => "activation.cu",
+            Family::Dropout => "dropout.cu",
             Family::Loss => "loss.cu",
             Family::Optimizer => "optimizer.cu",
             Family::Topk => "topk.cu",
@@ -69,6 +72,7 @@ impl Family {
             Family::BatchNorm => include_str!("../../../kernels/batchnorm.cu"),
             Family::Pool => include_str!("../../../kernels/pool.cu"),
             Family::Activation => include_str!("../../../kernels/activation.cu"),
+            Family::Dropout => include_str!("../../../kernels/dropout.cu"),
             Family::Loss => include_str!("../../../kernels/loss.cu"),
             Family::Optimizer => include_str!("../../../kernels/optimizer.cu"),
             Family::Topk => include_str!("../../../kernels/topk.cu"),
@@ -91,6 +95,7 @@ impl Family {
             Family::BatchNorm => &["batchnorm_fwd_train", "batchnorm_fwd_eval", "batchnorm_bwd"],
             Family::Pool => &["maxpool_fwd", "maxpool_bwd", "adaptive_avgpool_fwd", "adaptive_avgpool_bwd"],
             Family::Activation => &["relu_fwd", "relu_bwd"],
+            Family::Dropout => &["dropout_fwd", "dropout_bwd"],
             Family::Loss => &["xent_fwd", "xent_bwd", "sum_scaled", "topk_correct"],
             Family::Optimizer => &["sgd_momentum"],
             Family::Topk => &["topk_hist", "topk_pick", "topk_count", "topk_scan", "topk_compact"],

@@ -9,14 +9,17 @@
 //! views in the same order with the same names and shapes; [`GpuNet::new`] checks the resulting
 //! layout against the CPU model before uploading its parameters.
 //!
-//! Dropout (torchvision-shape VGG heads only) runs as the identity on the GPU: there is no dropout
-//! kernel, so the GPU step of those models is the step without dropout.
+//! Dropout (torchvision-shape VGG heads) is inverted dropout as on the CPU, with masks drawn on the
+//! device from a hash of (seed, element) rather than from the CPU's generator: a GPU step of those
+//! models is a step of the same distribution, not the same step. Every training forward of a
+//! dropout layer takes the next seed of a SplitMix64 stream started at a seed that
+//! [`GpuNet::new`] derives from the model, so a run's masks are reproducible.
 use std::sync::Arc;
 use std::time::Instant;
 
 use cudarc::driver::{CudaSlice, CudaViewMut};
 
-use super::ops::CudaBackend;
+use super::ops::{splitmix64, CudaBackend};
 use crate::backend::cpu::{Conv2dShape, Pool2dShape};
 use crate::error::{Error, Result};
 use crate::models::{self, Shape};
@@ -130,9 +133,11 @@ pub enum GpuLayer {
         bias: Option<ParamView>,
         x: Option<DeviceTensor>,
     },
-    /// Identity on the GPU (see the module documentation).
+    /// Inverted dropout; the identity in evaluation mode and for p = 0.
     Dropout {
         p: f32,
+        /// The kept elements (1) of the last training forward, None when it was the identity.
+        mask: Option<CudaSlice<u8>>,
     },
     /// `relu(main(x) + shortcut(x))`, the shortcut being the identity when absent.
     Residual {
@@ -186,6 +191,10 @@ fn avgpool(oh: usize, ow: usize) -> GpuLayer {
 
 fn flatten() -> GpuLayer {
     GpuLayer::Flatten { in_shape: Vec::new() }
+}
+
+fn dropout(p: f32) -> GpuLayer {
+    GpuLayer::Dropout { p, mask: None }
 }
 
 fn tinycnn(l: &mut Layout, classes: usize) -> Vec<GpuLayer> {
@@ -305,10 +314,10 @@ fn vgg(l: &mut Layout, depth: usize, bn: bool, shape: Shape, classes: usize) -> 
             s.push(flatten());
             s.push(linear(l, "classifier.0", 512 * 7 * 7, 4096));
             s.push(relu());
-            s.push(GpuLayer::Dropout { p: 0.5 });
+            s.push(dropout(0.5));
             s.push(linear(l, "classifier.3", 4096, 4096));
             s.push(relu());
-            s.push(GpuLayer::Dropout { p: 0.5 });
+            s.push(dropout(0.5));
             s.push(linear(l, "classifier.6", 4096, classes));
         }
         Shape::Cifar => {
@@ -387,6 +396,36 @@ struct Fwd<'a> {
     params: &'a CudaSlice<f32>,
     buffers: &'a mut CudaSlice<f32>,
     train: bool,
+    seeds: &'a mut DropoutSeeds,
+}
+
+/// The seeds of the dropout masks: the SplitMix64 stream started at `base`, one value per
+/// training forward of a dropout layer, so that no two masks of a run share a seed.
+#[derive(Clone, Copy, Debug)]
+struct DropoutSeeds {
+    base: u64,
+    drawn: u64,
+}
+
+impl DropoutSeeds {
+    fn new(base: u64) -> Self {
+        DropoutSeeds { base, drawn: 0 }
+    }
+
+    fn next(&mut self) -> u64 {
+        let seed = splitmix64(self.base, self.drawn);
+        self.drawn += 1;
+        seed
+    }
+}
+
+/// A dropout seed fixed by the model: its name and a strided sample of its parameters, which the
+/// model's seed determines, so a rerun with the same seed draws the same masks.
+fn dropout_base_seed(model: &models::Model) -> u64 {
+    let p = &model.store.params;
+    let stride = (p.len() / 1024).max(1);
+    let words = model.name.bytes().map(u64::from).chain(p.iter().step_by(stride).map(|v| u64::from(v.to_bits())));
+    words.fold(0x5CAD_D50F_u64, |h, w| splitmix64(h ^ w, 0))
 }
 
 struct Bwd<'a> {
@@ -488,7 +527,17 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
             *keep = f.train.then_some(x);
             Ok(DeviceTensor::new(y, vec![n, *out_f]))
         }
-        GpuLayer::Dropout { .. } => Ok(x),
+        GpuLayer::Dropout { p, mask } => {
+            *mask = None;
+            if !f.train || *p == 0.0 {
+                return Ok(x);
+            }
+            let mut y = be.zeros::<f32>(x.len())?;
+            let mut m = be.zeros::<u8>(x.len())?;
+            be.dropout_forward(*p, f.seeds.next(), &x.buf.as_view(), &mut y.as_view_mut(), &mut m.as_view_mut())?;
+            *mask = Some(m);
+            Ok(DeviceTensor::new(y, x.shape.clone()))
+        }
         GpuLayer::Residual { main, shortcut, y: keep } => {
             let identity = match shortcut {
                 Some(s) => forward_seq(f, s, x.clone())?,
@@ -582,7 +631,15 @@ fn backward_one(b: &mut Bwd, layer: &mut GpuLayer, dy: DeviceTensor) -> Result<O
             })?;
             Ok(Some(DeviceTensor::new(dx, x.shape.clone())))
         }
-        GpuLayer::Dropout { .. } => Ok(Some(dy)),
+        GpuLayer::Dropout { p, mask } => match mask.take() {
+            // The forward was the identity (evaluation mode or p = 0), and so is the backward.
+            None => Ok(Some(dy)),
+            Some(m) => {
+                let mut dx = be.zeros::<f32>(dy.len())?;
+                be.dropout_backward(*p, &m.as_view(), &dy.buf.as_view(), &mut dx.as_view_mut())?;
+                Ok(Some(DeviceTensor::new(dx, dy.shape.clone())))
+            }
+        },
         GpuLayer::Residual { main, shortcut, y: keep } => {
             let y = saved("residual", keep.take())?;
             let mut ds = be.zeros::<f32>(y.len())?;
@@ -625,6 +682,7 @@ pub struct GpuNet {
     grads: CudaSlice<f32>,
     buffers: CudaSlice<f32>,
     momentum_buf: CudaSlice<f32>,
+    dropout_seeds: DropoutSeeds,
     /// SGD momentum μ and weight decay (PyTorch semantics, as `optim::Sgd`).
     pub momentum: f32,
     pub weight_decay: f32,
@@ -657,6 +715,7 @@ impl GpuNet {
             grads: be.zeros(np)?,
             buffers,
             momentum_buf: be.zeros(np)?,
+            dropout_seeds: DropoutSeeds::new(dropout_base_seed(model)),
             momentum,
             weight_decay,
         })
@@ -667,9 +726,10 @@ impl GpuNet {
     }
 
     /// Forward pass of a NCHW batch; returns the logits [n, classes]. A training forward keeps
-    /// what the backward needs and updates the BatchNorm running statistics.
+    /// what the backward needs, updates the BatchNorm running statistics and draws new dropout
+    /// masks; an evaluation forward leaves dropout out.
     pub fn forward(&mut self, be: &CudaBackend, x: &DeviceTensor, train: bool) -> Result<DeviceTensor> {
-        let mut f = Fwd { be, params: &self.params, buffers: &mut self.buffers, train };
+        let mut f = Fwd { be, params: &self.params, buffers: &mut self.buffers, train, seeds: &mut self.dropout_seeds };
         forward_seq(&mut f, &mut self.layers, x.clone())
     }
 
@@ -758,19 +818,10 @@ impl GpuNet {
         be.upload_into(src, &mut self.buffers.slice_mut(..n))
     }
 
-    /// Number of dropout layers, which run as the identity on the GPU.
-    pub fn dropout_layers(&self) -> usize {
-        fn count(layers: &[GpuLayer]) -> usize {
-            layers
-                .iter()
-                .map(|l| match l {
-                    GpuLayer::Dropout { .. } => 1,
-                    GpuLayer::Residual { main, shortcut, .. } => count(main) + shortcut.as_deref().map_or(0, count),
-                    _ => 0,
-                })
-                .sum()
-        }
-        count(&self.layers)
+    /// Restarts the stream of dropout seeds at `seed`: the masks drawn from here on depend only on
+    /// `seed` and the forwards that follow (e.g. a seed mixed with the rank gives each rank its own).
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        self.dropout_seeds = DropoutSeeds::new(seed);
     }
 }
 

@@ -48,6 +48,27 @@ fn per_row(rows: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// The i-th value (from 0) of the SplitMix64 stream started at `seed` (Steele, Lea & Flood 2014):
+/// the hash from which `kernels/dropout.cu` draws element i's keep/drop decision, mirrored for the
+/// host, which also draws the per-forward mask seeds from it.
+pub fn splitmix64(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `ceil(p·2³²)` for `p` in [0, 1): element i is dropped when the upper 32 bits of its hash are
+/// below it, which happens with probability p (exact to 2⁻³²).
+pub fn dropout_threshold(p: f32) -> u32 {
+    (p as f64 * 4_294_967_296.0).ceil() as u32
+}
+
+/// Whether `dropout_fwd` keeps element `i` under `seed` and `threshold` (see [`dropout_threshold`]).
+pub fn dropout_keeps(seed: u64, threshold: u32, i: u32) -> bool {
+    (splitmix64(seed, i as u64) >> 32) as u32 >= threshold
+}
+
 /// A CUDA device with its stream and kernel modules.
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
@@ -640,6 +661,68 @@ impl CudaBackend {
         drv("relu_bwd", unsafe { l.launch(elementwise(y.len())) }).map(|_| ())
     }
 
+    // ---- dropout ---------------------------------------------------------------------------------
+
+    fn dropout_params(p: f32, len: usize, seed: u64) -> Result<DropoutParams> {
+        if !(0.0..1.0).contains(&p) {
+            crate::bail!(Cuda, "dropout: p = {p}, expected a probability in [0, 1)");
+        }
+        Ok(DropoutParams {
+            len: u32_of("dropout length", len)?,
+            threshold: dropout_threshold(p),
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            // The CPU's factor, computed the same way, so kept values match it bit for bit.
+            scale: 1.0 / (1.0 - p),
+        })
+    }
+
+    /// Inverted dropout (as `cpu::dropout_forward`): each element is dropped with probability `p`
+    /// (`y = 0`, `mask = 0`) or kept (`y = x·(1/(1−p))`, `mask = 1`). The decision for element i is a
+    /// hash of (`seed`, i) ([`dropout_keeps`]), so the same seed gives the same mask.
+    pub fn dropout_forward(
+        &self,
+        p: f32,
+        seed: u64,
+        x: &CudaView<'_, f32>,
+        y: &mut CudaViewMut<'_, f32>,
+        mask: &mut CudaViewMut<'_, u8>,
+    ) -> Result<()> {
+        let prm = Self::dropout_params(p, x.len(), seed)?;
+        check_len("dropout y", y.len(), x.len())?;
+        check_len("dropout mask", mask.len(), x.len())?;
+        if x.is_empty() {
+            return Ok(());
+        }
+        let f = self.function(Family::Dropout, "dropout_fwd")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&prm).arg(x).arg(y).arg(mask);
+        // SAFETY: matches dropout_fwd(DropoutParams, const float*, float*, u8*); all hold p.len values.
+        drv("dropout_fwd", unsafe { l.launch(elementwise(x.len())) }).map(|_| ())
+    }
+
+    /// `dx = dy·mask/(1−p)` with the mask of [`Self::dropout_forward`] (as `cpu::dropout_backward`).
+    pub fn dropout_backward(
+        &self,
+        p: f32,
+        mask: &CudaView<'_, u8>,
+        dy: &CudaView<'_, f32>,
+        dx: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
+        let prm = Self::dropout_params(p, dy.len(), 0)?;
+        check_len("dropout mask", mask.len(), dy.len())?;
+        check_len("dropout dx", dx.len(), dy.len())?;
+        if dy.is_empty() {
+            return Ok(());
+        }
+        let f = self.function(Family::Dropout, "dropout_bwd")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&prm).arg(mask).arg(dy).arg(dx);
+        // SAFETY: matches dropout_bwd(DropoutParams, const u8*, const float*, float*); all hold
+        // p.len values.
+        drv("dropout_bwd", unsafe { l.launch(elementwise(dy.len())) }).map(|_| ())
+    }
+
     // ---- pooling ---------------------------------------------------------------------------------
 
     #[allow(clippy::too_many_arguments)]
@@ -984,5 +1067,50 @@ impl Capped for LaunchConfig {
     fn capped(mut self, cap: usize) -> Self {
         self.grid_dim.0 = self.grid_dim.0.min(cap.max(1) as u32);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host mirror of the kernel's hash drops a fraction p of 2²⁰ elements, within 5σ.
+    #[test]
+    fn dropout_hash_drops_a_fraction_p() {
+        let len = 1u32 << 20;
+        for (p, seed) in [(0.5f32, 1u64), (0.1, 2), (0.9, 0xDEAD_BEEF_0000_0001)] {
+            let t = dropout_threshold(p);
+            let dropped = (0..len).filter(|&i| !dropout_keeps(seed, t, i)).count() as f64 / len as f64;
+            let sigma = (p as f64 * (1.0 - p as f64) / len as f64).sqrt();
+            assert!((dropped - p as f64).abs() <= 5.0 * sigma, "p = {p}: dropped {dropped}, 5σ = {}", 5.0 * sigma);
+        }
+    }
+
+    /// Decisions of neighbouring elements and of neighbouring seeds are uncorrelated: the pair
+    /// (keep i, keep i+1) and (seed s, seed s+1) agree as often as independent draws would.
+    #[test]
+    fn dropout_hash_has_no_neighbour_correlation() {
+        let (len, p) = (1u32 << 20, 0.5f32);
+        let t = dropout_threshold(p);
+        let agree_i = (0..len - 1).filter(|&i| dropout_keeps(7, t, i) == dropout_keeps(7, t, i + 1)).count();
+        let agree_s = (0..len).filter(|&i| dropout_keeps(7, t, i) == dropout_keeps(8, t, i)).count();
+        let five_sigma = 5.0 * (0.25 * len as f64).sqrt();
+        for (what, agree) in [("neighbouring elements", agree_i), ("neighbouring seeds", agree_s)] {
+            assert!((agree as f64 - 0.5 * len as f64).abs() <= five_sigma, "{what}: {agree} of {len} agree");
+        }
+    }
+
+    /// p = 0 keeps everything; the threshold is exact at the ends of the range.
+    #[test]
+    fn dropout_threshold_edges() {
+        assert_eq!(dropout_threshold(0.0), 0);
+        assert_eq!(dropout_threshold(0.5), 1 << 31);
+        assert_eq!(dropout_threshold(0.25), 1 << 30);
+        let below_one = f32::from_bits(1.0f32.to_bits() - 1);
+        assert_eq!(dropout_threshold(below_one), u32::MAX - 255);
+        assert!((0..10_000).all(|i| dropout_keeps(3, 0, i)));
+        // The first values of SplitMix64 seeded with 0 (the reference implementation's output).
+        assert_eq!(splitmix64(0, 0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix64(0, 1), 0x6E78_9E6A_A1B9_65F4);
     }
 }

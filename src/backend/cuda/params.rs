@@ -121,6 +121,20 @@ pub struct TopkParams {
     pub nblocks: u32,
 }
 
+/// Inverted dropout over `len` values (`dropout.cu`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DropoutParams {
+    pub len: u32,
+    /// `ceil(p·2³²)`: an element whose hash has its upper 32 bits below this is dropped.
+    pub threshold: u32,
+    /// The 64-bit mask seed, low and high halves.
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    /// `1/(1−p)`, the factor of the kept values.
+    pub scale: f32,
+}
+
 /// cand = weight * g + residual (`pack.cu`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -150,6 +164,7 @@ unsafe impl DeviceRepr for PoolParams {}
 unsafe impl DeviceRepr for XentParams {}
 unsafe impl DeviceRepr for SgdParams {}
 unsafe impl DeviceRepr for TopkParams {}
+unsafe impl DeviceRepr for DropoutParams {}
 unsafe impl DeviceRepr for PackParams {}
 unsafe impl DeviceRepr for ScatterParams {}
 
@@ -173,6 +188,7 @@ mod tests {
             ("XentParams", size_of::<XentParams>()),
             ("SgdParams", size_of::<SgdParams>()),
             ("TopkParams", size_of::<TopkParams>()),
+            ("DropoutParams", size_of::<DropoutParams>()),
             ("PackParams", size_of::<PackParams>()),
             ("ScatterParams", size_of::<ScatterParams>()),
         ] {
