@@ -147,6 +147,7 @@ mod tests {
     use crate::backend::cpu::conv::{conv2d_backward_chunked, conv2d_forward_chunked, DEFAULT_WS_LIMIT};
     use crate::backend::cpu::testutil::*;
 
+    #[allow(clippy::too_many_arguments)]
     fn shape(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Conv2dShape {
         Conv2dShape { n, c_in, h, w, c_out, kh: k, kw: k, stride, pad }
     }

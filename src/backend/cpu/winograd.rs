@@ -151,9 +151,7 @@ fn store(dst: &mut [f32], v: &L, nl: usize) {
         let d: &mut L = (&mut dst[..LANES]).try_into().expect("lane group");
         *d = *v;
     } else {
-        for l in 0..nl {
-            dst[l] = v[l];
-        }
+        dst[..nl].copy_from_slice(&v[..nl]);
     }
 }
 
@@ -383,7 +381,7 @@ simd_fn! {
             }
             let cols: [[L; 6]; 6] = std::array::from_fn(|y| b(&col(&m, y)));
             for i in 0..6 {
-                let r = b(&std::array::from_fn(|y| cols[y][i]));
+                let r = b(&col(&cols, i));
                 for l in 0..nl {
                     let base = geo.tile_base(t0 + l) + i * geo.wp;
                     for (j, val) in r.iter().enumerate() {
@@ -439,7 +437,7 @@ simd_fn! {
             }
             let cols: [[L; 4]; 6] = std::array::from_fn(|yy| at(&col(&mm, yy)));
             for i in 0..4 {
-                let r = at(&std::array::from_fn(|yy| cols[yy][i]));
+                let r = at(&col(&cols, i));
                 for l in 0..nl {
                     let (ty, tx) = ((r0 + l) / geo.tw, (r0 + l) % geo.tw);
                     let oy = 4 * ty + i;
@@ -635,7 +633,8 @@ pub(crate) fn backward_chunked(
         let (u, v, dm) = (&*u, &*v, &*dm);
         let dv = &mut dv[..if want_dx { XI * c_in * tiles } else { 0 }];
         // Per ξ: dU[ξ] (+)= dM[ξ]·V[ξ]ᵀ and, for dx, dV[ξ] = U[ξ]ᵀ·dM[ξ].
-        let jobs: Vec<(usize, &mut [f32], Option<&mut [f32]>)> = if want_dx {
+        type Job<'a> = (usize, &'a mut [f32], Option<&'a mut [f32]>);
+        let jobs: Vec<Job> = if want_dx {
             du.chunks_mut(c_out * c_in).zip(dv.chunks_mut(c_in * tiles)).enumerate().map(|(xi, (a, b))| (xi, a, Some(b))).collect()
         } else {
             du.chunks_mut(c_out * c_in).enumerate().map(|(xi, a)| (xi, a, None)).collect()
@@ -669,6 +668,7 @@ mod tests {
 
     /// The 1-D transforms as matrices applied to the unit vectors, against Lavin & Gray's.
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn transform_matrices_and_adjoints() {
         let bt_ref = [
             [4., 0., -5., 0., 1., 0.],
