@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch CPU peer of `scadles bench`: images per second of one SGD training step.
+"""PyTorch peer of `scadles bench step`: images per second of one SGD training step (CPU or GPU).
 
 One step = zero_grad + forward + cross-entropy (mean) + backward + SGD(lr 0.1, momentum 0.9,
 weight decay 1e-4) step, model.train(), on a random 32x32 batch. Models:
@@ -18,7 +18,16 @@ torchvision is used when installed; otherwise the same architectures are built h
 scripts/bench_cpu.sh can join the two. Usage:
 
   /opt/scadles-torch/bin/python scripts/bench_torch.py [--models resnet18-cifar,resnet152,vgg19_bn]
-      [--batch 64] [--threads 2] [--warmup 2] [--steps 5]
+      [--batch 64 | --batches 8,32,64] [--threads 2] [--warmup 2] [--steps 5] [--device cpu|cuda]
+      [--tf32 on|off]
+
+--device cuda (the peer of `scadles bench step --device cuda`, joined by scripts/gpu_ratios.py):
+model and data on GPU 0, eager mode, torch.backends.cudnn.benchmark left at PyTorch's default
+(False) and printed; TF32 set by --tf32 (default on, as scadles uses TF32 tensor cores on sm_80+
+unless SCADLES_CUDA_TF32=0) through torch.backends.cuda.matmul.allow_tf32 and
+torch.backends.cudnn.allow_tf32, both printed. Each timed step is bracketed by
+torch.cuda.synchronize() and the median step is reported, as scadles does; lines end in
+` device=cuda tf32=on|off`. The CPU output (the default) is unchanged: mean of the timed loop.
 
 Unset OPENBLAS_CORETYPE before timing (torch uses MKL, but numpy/OpenBLAS-backed pieces are slowed
 by it). Time on an otherwise idle machine: torch's OpenMP threads spin at their barriers, so when
@@ -27,6 +36,7 @@ other processes hold the cores a 2-thread step can be several times slower than 
 """
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -196,18 +206,73 @@ def bench(name, batch, threads, warmup, steps, use_torchvision):
           f"img_per_s={batch / step_s:.1f} step_s={step_s:.3f}", flush=True)
 
 
+def bench_cuda(name, batches, threads, warmup, steps, use_torchvision, tf32):
+    """--device cuda: one model on GPU 0 at each batch size; the median of `steps` synchronised
+    steps after `warmup` untimed ones."""
+    dev = torch.device("cuda")
+    model, shape, classes = build(name, use_torchvision)
+    name = name.removesuffix("-torchvision")
+    nparams = sum(p.numel() for p in model.parameters())
+    assert nparams == PARAM_COUNTS[name], f"{name}: {nparams} parameters, expected {PARAM_COUNTS[name]}"
+    model.to(dev).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    for batch in batches:
+        x = torch.randn(batch, 3, 32, 32, device=dev)
+        y = torch.randint(0, classes, (batch,), device=dev)
+
+        def step():
+            opt.zero_grad(set_to_none=False)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        times = []
+        for i in range(warmup + steps):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            loss = step()
+            torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        if not torch.isfinite(loss):
+            sys.exit(f"bench_torch.py: {name} loss is {loss.item()} after {warmup + steps} steps at batch {batch}")
+        step_s = statistics.median(times)
+        print(f"bench model={name.removesuffix('-cifar')} shape={shape} batch={batch} threads={threads} "
+              f"img_per_s={batch / step_s:.1f} step_s={step_s:.4f} device=cuda tf32={'on' if tf32 else 'off'}",
+              flush=True)
+    del model, opt
+    torch.cuda.empty_cache()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet18-cifar,resnet152,vgg19_bn",
                     help="comma-separated: resnet18-cifar, resnet152, vgg19_bn")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batches", default=None,
+                    help="comma-separated batch sizes (one line per model and batch); replaces --batch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--tf32", choices=("on", "off"), default="on",
+                    help="--device cuda: TF32 for matmuls and convolutions (default on, like scadles)")
     ap.add_argument("--no-torchvision", action="store_true", help="use the plain-torch model definitions")
     args = ap.parse_args()
     if args.batch < 1 or args.threads < 1 or args.steps < 1 or args.warmup < 0:
         sys.exit("bench_torch.py: --batch, --threads and --steps must be at least 1, --warmup at least 0")
+    batches = [args.batch]
+    if args.batches is not None:
+        try:
+            batches = [int(b) for b in args.batches.split(",") if b.strip()]
+        except ValueError:
+            batches = []
+        if not batches or min(batches) < 1:
+            sys.exit(f"bench_torch.py: --batches {args.batches!r}: expected comma-separated positive integers")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_torch.py: --device cuda: no usable NVIDIA GPU (torch.cuda.is_available() is False)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     use_tv = not args.no_torchvision
@@ -216,11 +281,28 @@ def main():
             import torchvision  # noqa: F401
         except ImportError:
             use_tv = False
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.device == "cuda":
+        tf32 = args.tf32 == "on"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        cap = torch.cuda.get_device_capability(0)
+        print(f"# torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}), "
+              f"torchvision {'yes' if use_tv else 'no (plain-torch models)'}, "
+              f"device {torch.cuda.get_device_name(0)} (sm_{cap[0]}{cap[1]}), eager, "
+              f"cudnn.benchmark {torch.backends.cudnn.benchmark}, "
+              f"cuda.matmul.allow_tf32 {torch.backends.cuda.matmul.allow_tf32}, "
+              f"cudnn.allow_tf32 {torch.backends.cudnn.allow_tf32}, "
+              f"warm-up {args.warmup}, median of {args.steps} synchronised steps", flush=True)
+        for name in models:
+            bench_cuda(name, batches, args.threads, args.warmup, args.steps, use_tv, tf32)
+        return
     print(f"# torch {torch.__version__}, torchvision {'yes' if use_tv else 'no (plain-torch models)'}, "
           f"threads {torch.get_num_threads()}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
           f"load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        bench(name, args.batch, args.threads, args.warmup, args.steps, use_tv)
+    for name in models:
+        for batch in batches:
+            bench(name, batch, args.threads, args.warmup, args.steps, use_tv)
 
 
 if __name__ == "__main__":

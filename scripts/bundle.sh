@@ -7,6 +7,10 @@
 #   bundle/kernels/           the CUDA sources (also embedded in the binary)
 #   bundle/run.sh NP args...  mpirun wrapper (root + oversubscribe allowed, NVRTC dir exported)
 #   bundle/gpu_check.sh       the GPU check (scripts/gpu_check.sh)
+#   bundle/scripts/           what gpu_check.sh runs besides the binary: the PyTorch peers of the GPU
+#                             benchmarks (bench_torch.py, bench_topk_torch.py, bench_gemm_torch.py),
+#                             the ratio tables (gpu_ratios.py), record.sh
+#   bundle/COMMIT             the commit the bundle was built from (+ "-dirty" with local changes)
 # and target/bundle/scadles-bundle.tgz (what to carry to the GPU machine: the unpacked bundle is
 # larger than its 64 MiB carry limit; `tar xzf scadles-bundle.tgz && bundle/gpu_check.sh`). The build goes to target/bundle so it does not disturb the default
 # (MPICH) build in target/. A full release build: minutes on 2 cores.
@@ -67,6 +71,13 @@ cp "$TRAIN_BIN" "$OUT/tests/cuda_train"
 strip --strip-unneeded "$OUT/scadles" "$OUT/tests/cuda_ops" "$OUT/tests/cuda_nvrtc" "$OUT/tests/cuda_train"
 cp -r kernels "$OUT/kernels"
 cp scripts/gpu_check.sh "$OUT/gpu_check.sh"
+mkdir -p "$OUT/scripts"
+cp scripts/bench_torch.py scripts/bench_topk_torch.py scripts/bench_gemm_torch.py scripts/gpu_ratios.py \
+    scripts/record.sh "$OUT/scripts/"
+# Read-only: no index refresh, so a concurrent git command in this tree is not disturbed.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit-dirty"; fi
+echo "$commit" > "$OUT/COMMIT"
 (
     cd "$OUT/mpi"
     python3 -c 'import sys, zipfile
@@ -121,5 +132,8 @@ if ldd "$OUT/scadles" | grep -q "not found"; then
     exit 1
 fi
 echo "== glibc symbols required: $(objdump -T "$OUT/scadles" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
+for f in gpu_check.sh COMMIT scripts/bench_torch.py scripts/bench_topk_torch.py scripts/bench_gemm_torch.py scripts/gpu_ratios.py; do
+    [ -e "$OUT/$f" ] || { echo "bundle.sh: bundle/$f missing" >&2; exit 1; }
+done
 tar -C "$ROOT" -czf "$TGZ" bundle
 echo "== bundle: $(du -sh "$OUT" | cut -f1) unpacked, $(du -h "$TGZ" | cut -f1) as $TGZ"

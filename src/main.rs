@@ -24,7 +24,7 @@ enum Cmd {
     Models(ModelsArgs),
     /// Print the paper's Table II (data accumulated under persistence, Eq. 3)
     Table2,
-    /// Benchmarks: training step, top-k selection, sparse vs dense exchange
+    /// Benchmarks: training step, top-k selection, GEMM, sparse vs dense exchange
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Probe the GPUs this rank can use
@@ -53,6 +53,8 @@ enum BenchCmd {
     Step(scadles::train::bench::StepBenchArgs),
     /// Top-k selection throughput on a large gradient buffer
     Topk(scadles::train::bench::TopkBenchArgs),
+    /// GEMM throughput (TFLOP/s) of the CPU sgemm or the CUDA GEMM kernels
+    Gemm(scadles::train::bench::GemmBenchArgs),
     /// Sparse (index, value) exchange against dense allreduce (run under mpirun)
     Exchange(scadles::train::bench::ExchangeBenchArgs),
 }
@@ -99,6 +101,7 @@ fn main() {
         }
         Cmd::Bench(BenchCmd::Step(a)) => report(scadles::train::bench::step(&a)),
         Cmd::Bench(BenchCmd::Topk(a)) => report(scadles::train::bench::topk(&a)),
+        Cmd::Bench(BenchCmd::Gemm(a)) => report(scadles::train::bench::gemm(&a)),
         Cmd::Bench(BenchCmd::Exchange(a)) => with_world(|w| scadles::train::bench::exchange(w, &a)),
         Cmd::Devices => {
             match scadles::backend::cuda::probe() {

@@ -2,7 +2,8 @@
 //!
 //! `bench_topk` times [`topk`] on an N(0,1) buffer (ResNet152's gradient has about 60M elements);
 //! `scripts/bench_topk_torch.py` prints the same row format for `torch.topk(x.abs(), k,
-//! sorted=False)` + gather, so the two can be compared line by line.
+//! sorted=False)` + gather, so the two can be compared line by line. The GPU top-k's timing
+//! (`backend::cuda::bench::topk`) prints the same rows with `device=cuda`.
 //!
 //! `bench_exchange` times one dense SUM allreduce of n floats against the sparse exchanges at the
 //! same compression ratio, and reports bytes from the following model (N ranks, k = k_for(n, cr),
@@ -29,6 +30,8 @@ use std::time::Instant;
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TopkBenchRow {
     pub implementation: String,
+    /// `cpu` or `cuda`.
+    pub device: String,
     pub n: usize,
     pub cr: f64,
     pub k: usize,
@@ -40,19 +43,20 @@ pub struct TopkBenchRow {
 }
 
 impl fmt::Display for TopkBenchRow {
-    /// `topk impl=<name> n=<n> cr=<cr> k=<k> reps=<r> median_s=<s> elems_per_s=<e>`, the format
-    /// `scripts/bench_topk_torch.py` prints too.
+    /// `topk impl=<name> n=<n> cr=<cr> k=<k> reps=<r> median_s=<s> elems_per_s=<e> device=<d>`,
+    /// the format `scripts/bench_topk_torch.py` prints too.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "topk impl={} n={} cr={} k={} reps={} median_s={:.6} elems_per_s={:.4e}",
+            "topk impl={} n={} cr={} k={} reps={} median_s={:.6} elems_per_s={:.4e} device={}",
             self.implementation,
             self.n,
             self.cr,
             self.k,
             self.reps,
             self.median_s,
-            self.elems_per_s
+            self.elems_per_s,
+            self.device
         )
     }
 }
@@ -152,6 +156,7 @@ pub fn bench_topk(n: usize, crs: &[f64], reps: usize) -> Vec<TopkBenchRow> {
             let median_s = median(times);
             TopkBenchRow {
                 implementation: "scadles".into(),
+                device: "cpu".into(),
                 n,
                 cr,
                 k,
@@ -253,6 +258,7 @@ mod tests {
         assert!(rows[0]
             .to_string()
             .starts_with("topk impl=scadles n=50000 cr=0.1 k=5000 reps=3 "));
+        assert!(rows[0].to_string().ends_with(" device=cpu"));
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     }

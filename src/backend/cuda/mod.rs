@@ -2,6 +2,7 @@
 //! in hand, launched through cudarc with `dynamic-loading`, so the crate builds and runs on
 //! machines without CUDA. [`probe`] finds GPUs without panicking and [`select`] resolves
 //! `--device auto|cpu|cuda`; [`CudaBackend`] mirrors the CPU ops of `backend::cpu`.
+pub mod bench;
 pub mod kernels;
 pub mod net;
 pub mod ops;

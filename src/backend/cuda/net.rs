@@ -854,7 +854,9 @@ pub fn check_layout(layout: &Layout, infos: &[crate::nn::params::ParamInfo], num
 }
 
 /// `bench step --device cuda`: the same synthetic batch and SGD settings as the CPU benchmark,
-/// each model's step timed on GPU `ordinal`; prints one `bench ...` line per model with `device=cuda`.
+/// each model's step timed on GPU `ordinal` at each batch size (`--batches`, or `--batch`); prints
+/// one `bench ...` line per model and batch with `device=cuda`. The step is `GpuNet::train_step`,
+/// which synchronises the stream at the end of each phase (forward + loss, backward, SGD).
 pub fn bench_step(a: &crate::train::bench::StepBenchArgs, ordinal: usize) -> Result<()> {
     use rand::{Rng, SeedableRng};
     let be = CudaBackend::new(ordinal)?;
@@ -870,34 +872,36 @@ pub fn bench_step(a: &crate::train::bench::StepBenchArgs, ordinal: usize) -> Res
         let model = models::build(&name, shape, classes, 1)?;
         let mut net = GpuNet::new(&be, &model, 0.9, 1e-4)?;
         drop(model);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let x: Vec<f32> = (0..a.batch * 3 * 32 * 32).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let labels: Vec<u32> = (0..a.batch).map(|_| rng.gen_range(0..classes as u32)).collect();
-        let x = DeviceTensor::new(be.upload(&x)?, vec![a.batch, 3, 32, 32]);
-        let labels = be.upload(&labels)?;
-        let mut reps = Vec::new();
-        for i in 0..a.warmup + a.steps {
-            let r = net.train_step(&be, &x, &labels, 0.01)?;
-            if !r.loss.is_finite() {
-                crate::bail!(Diverged, "bench step: {name} loss is {} on the GPU", r.loss);
+        for batch in a.batch_list() {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            let x: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let labels: Vec<u32> = (0..batch).map(|_| rng.gen_range(0..classes as u32)).collect();
+            let x = DeviceTensor::new(be.upload(&x)?, vec![batch, 3, 32, 32]);
+            let labels = be.upload(&labels)?;
+            let mut reps = Vec::new();
+            for i in 0..a.warmup + a.steps {
+                let r = net.train_step(&be, &x, &labels, 0.01)?;
+                if !r.loss.is_finite() {
+                    crate::bail!(Diverged, "bench step: {name} loss is {} on the GPU at batch {batch}", r.loss);
+                }
+                if i >= a.warmup {
+                    reps.push(r);
+                }
             }
-            if i >= a.warmup {
-                reps.push(r);
-            }
+            let med = |f: fn(&StepReport) -> f64| crate::train::bench::median(&reps.iter().map(f).collect::<Vec<_>>());
+            let step_s = med(|r| r.fwd_s + r.bwd_s + r.sgd_s);
+            println!(
+                "bench model={name} shape={shape} batch={} threads={} img_per_s={:.1} step_s={:.4} fwd_s={:.4} bwd_s={:.4} sgd_s={:.4} params={} device=cuda",
+                batch,
+                a.threads,
+                batch as f64 / step_s,
+                step_s,
+                med(|r| r.fwd_s),
+                med(|r| r.bwd_s),
+                med(|r| r.sgd_s),
+                net.num_params()
+            );
         }
-        let med = |f: fn(&StepReport) -> f64| crate::train::bench::median(&reps.iter().map(f).collect::<Vec<_>>());
-        let step_s = med(|r| r.fwd_s + r.bwd_s + r.sgd_s);
-        println!(
-            "bench model={name} shape={shape} batch={} threads={} img_per_s={:.1} step_s={:.4} fwd_s={:.4} bwd_s={:.4} sgd_s={:.4} params={} device=cuda",
-            a.batch,
-            a.threads,
-            a.batch as f64 / step_s,
-            step_s,
-            med(|r| r.fwd_s),
-            med(|r| r.bwd_s),
-            med(|r| r.sgd_s),
-            net.num_params()
-        );
     }
     Ok(())
 }
