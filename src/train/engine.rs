@@ -1,9 +1,10 @@
 //! Where a rank's training step computes (README "One step", 4 and 7): on the CPU model itself, or
 //! on the same network rebuilt on a GPU ([`GpuNet`]). Either way the batch is built on the host and
-//! the local gradient lands in the CPU store's flat gradient buffer, so weighting, compression and
-//! the MPI exchange (`Aggregator`) run unchanged on the host; the aggregated gradient then goes back
-//! to the device for the SGD update. With CUDA the parameters live on the GPU; the CPU `Model`
-//! holds the layout and the host gradient buffer (its parameters stay at their initial values).
+//! the local gradient lands in a host buffer ([`Engine::host_grads`]: the CPU store's gradient
+//! buffer, or a pinned staging buffer for the GPU), so weighting, compression and the MPI exchange
+//! (`Aggregator`) run unchanged on the host; the aggregated gradient then goes back to the device
+//! for the SGD update. With CUDA the parameters live on the GPU; the CPU `Model` holds the layout
+//! (its parameters stay at their initial values).
 use crate::backend::cuda::net::{DeviceTensor, GpuNet};
 use crate::backend::cuda::CudaBackend;
 use crate::data::{self, Dataset, Normalization};
@@ -13,6 +14,7 @@ use crate::error::Result;
 use crate::metrics::EvalRecord;
 use crate::models::Model;
 use crate::optim::Sgd;
+use cudarc::driver::PinnedHostSlice;
 
 /// The device a rank trains on, opened once before the run.
 #[allow(clippy::large_enum_variant)] // one per process, made once: its size does not matter
@@ -52,11 +54,15 @@ impl Compute {
 }
 
 /// The per-run state of a [`Compute`]: the CPU optimiser, or the network on the GPU with its
-/// momentum buffer.
+/// momentum buffer and the pinned host buffer the gradient is staged through for MPI.
 #[allow(clippy::large_enum_variant)] // one per run, made once: its size does not matter
 pub enum Engine<'a> {
     Cpu { opt: Sgd },
-    Cuda { be: &'a CudaBackend, net: GpuNet },
+    /// `staging` holds the local gradient after [`Engine::local_gradient`]: the aggregation works
+    /// on it in place ([`Engine::host_grads`]) and [`Engine::apply`] uploads it from there. Pinned
+    /// memory is what the copy engines read and write directly, at full link speed, and no
+    /// pageable copy of the gradient is kept besides it.
+    Cuda { be: &'a CudaBackend, net: GpuNet, staging: PinnedHostSlice<f32> },
 }
 
 impl<'a> Engine<'a> {
@@ -64,7 +70,11 @@ impl<'a> Engine<'a> {
     pub fn new(compute: &'a Compute, model: &Model, momentum: f32, weight_decay: f32) -> Result<Self> {
         Ok(match compute {
             Compute::Cpu => Engine::Cpu { opt: Sgd::new(model.num_params(), momentum, weight_decay) },
-            Compute::Cuda { be, .. } => Engine::Cuda { be, net: GpuNet::new(be, model, momentum, weight_decay)? },
+            Compute::Cuda { be, .. } => {
+                let net = GpuNet::new(be, model, momentum, weight_decay)?;
+                let staging = be.pinned(net.num_params())?;
+                Engine::Cuda { be, net, staging }
+            }
         })
     }
 
@@ -77,7 +87,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Forward and backward of the local batch (stream samples plus injected ones) into
-    /// `model.store.grads`. Returns the batch size and the mean loss over it; an empty batch gives
+    /// [`Self::host_grads`]. Returns the batch size and the mean loss over it; an empty batch gives
     /// a zero gradient and loss 0. The CPU engine is [`super::local_gradient`].
     #[allow(clippy::too_many_arguments)]
     pub fn local_gradient(
@@ -91,13 +101,13 @@ impl<'a> Engine<'a> {
         rng: &mut rand::rngs::StdRng,
         x_buf: &mut Vec<f32>,
     ) -> Result<(usize, f64)> {
-        let (be, net) = match self {
+        let (be, net, staging) = match self {
             Engine::Cpu { .. } => return Ok(super::local_gradient(model, train, norm, samples, injected, augment, rng, x_buf)),
-            Engine::Cuda { be, net } => (*be, net),
+            Engine::Cuda { be, net, staging } => (*be, net, staging),
         };
         let b = samples.len() + injected.labels.len();
         if b == 0 {
-            model.store.grads.iter_mut().for_each(|g| *g = 0.0);
+            pinned_mut(staging)?.fill(0.0);
             return Ok((0, 0.0));
         }
         let labels = super::host_batch(train, norm, samples, injected, augment, rng, x_buf);
@@ -110,16 +120,25 @@ impl<'a> Engine<'a> {
         let mut d = be.zeros::<f32>(b * classes)?;
         let loss = be.softmax_cross_entropy(&logits.buf.as_view(), b, classes, &labels.as_view(), Some(&mut d.as_view_mut()))?;
         net.backward(be, DeviceTensor::new(d, vec![b, classes]))?;
-        net.grads_into_host(be, &mut model.store.grads)?;
+        net.stage_grads_to_host(be, staging)?;
         Ok((b, loss as f64))
     }
 
-    /// One SGD step with learning rate `lr` and the (aggregated) gradient in `model.store.grads`.
+    /// The local gradient on the host, where the aggregation weights, compresses and reduces it in
+    /// place: the CPU store's gradient buffer, or the pinned staging buffer of the GPU engine.
+    pub fn host_grads<'m>(&'m mut self, model: &'m mut Model) -> Result<&'m mut [f32]> {
+        match self {
+            Engine::Cpu { .. } => Ok(&mut model.store.grads),
+            Engine::Cuda { staging, .. } => pinned_mut(staging),
+        }
+    }
+
+    /// One SGD step with learning rate `lr` and the (aggregated) gradient in [`Self::host_grads`].
     pub fn apply(&mut self, model: &mut Model, lr: f32) -> Result<()> {
         match self {
             Engine::Cpu { opt } => opt.step(&mut model.store.params, &model.store.grads, lr),
-            Engine::Cuda { be, net } => {
-                net.set_grads_from_host(be, &model.store.grads)?;
+            Engine::Cuda { be, net, staging } => {
+                net.stage_grads_from_host(be, staging)?;
                 net.sgd(be, lr)?;
             }
         }
@@ -139,7 +158,7 @@ impl<'a> Engine<'a> {
     ) -> Result<EvalRecord> {
         let (be, net) = match self {
             Engine::Cpu { .. } => return super::evaluate(world, model, test, norm, limit, rng),
-            Engine::Cuda { be, net } => (*be, net),
+            Engine::Cuda { be, net, .. } => (*be, net),
         };
         if !model.store.buffers.is_empty() {
             let running = net.buffers_to_host(be)?;
@@ -160,9 +179,14 @@ impl<'a> Engine<'a> {
     pub fn params(&self, model: &Model) -> Result<Vec<f32>> {
         match self {
             Engine::Cpu { .. } => Ok(model.store.params.clone()),
-            Engine::Cuda { be, net } => net.params_to_host(be),
+            Engine::Cuda { be, net, .. } => net.params_to_host(be),
         }
     }
+}
+
+/// The pinned buffer as a host slice (waits for copies into it to finish).
+fn pinned_mut(p: &mut PinnedHostSlice<f32>) -> Result<&mut [f32]> {
+    p.as_mut_slice().map_err(|e| crate::error::Error::Cuda(format!("pinned gradient buffer: {e:?}")))
 }
 
 fn check_logits(logits: &DeviceTensor, b: usize, classes: usize) -> Result<()> {

@@ -241,7 +241,7 @@ impl Run<'_> {
                 Policy::Ddl => 1.0 / ranks as f64,
             };
             let t1 = Instant::now();
-            let sent = agg.aggregate(world, &mut model.store.grads, weight as f32, step, epoch)?;
+            let sent = agg.aggregate(world, engine.host_grads(&mut model)?, weight as f32, step, epoch)?;
             let comm_measured = t1.elapsed().as_secs_f64();
             // 7. Apply with the step's learning rate (Eq. 4c and the linear scaling rule).
             let lr_step = match cfg.policy {

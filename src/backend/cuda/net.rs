@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cudarc::driver::{CudaSlice, CudaViewMut};
+use cudarc::driver::{CudaSlice, CudaViewMut, PinnedHostSlice};
 
 use super::ops::{splitmix64, CudaBackend};
 use crate::backend::cpu::{Conv2dShape, Pool2dShape};
@@ -796,19 +796,20 @@ impl GpuNet {
         be.download(&self.buffers.slice(..self.layout.num_buffers))
     }
 
-    /// Copies the gradients of the last backward pass into `dst` (the CPU store's flat gradient
-    /// buffer, same layout), ready for the host-side aggregation.
-    pub fn grads_into_host(&self, be: &CudaBackend, dst: &mut [f32]) -> Result<()> {
+    /// The gradients of the last backward pass, copied into the pinned buffer `dst` (waits until
+    /// the copy is done, so the host and MPI can read it).
+    pub fn stage_grads_to_host(&self, be: &CudaBackend, dst: &mut PinnedHostSlice<f32>) -> Result<()> {
         let n = self.layout.num_params;
-        check_host_len(&self.name, "gradient", dst.len(), n)?;
-        be.download_into(&self.grads.slice(..n), dst)
+        check_host_len(&self.name, "pinned gradient", dst.len(), n)?;
+        be.stage_to_host(&self.grads.slice(..n), dst)
     }
 
-    /// Overwrites the device gradients with `src` (the aggregated gradient), for [`Self::sgd`].
-    pub fn set_grads_from_host(&mut self, be: &CudaBackend, src: &[f32]) -> Result<()> {
+    /// Overwrites the device gradients with the pinned buffer `src` (the aggregated gradient), for
+    /// [`Self::sgd`]; the copy is queued on the stream ahead of it.
+    pub fn stage_grads_from_host(&mut self, be: &CudaBackend, src: &PinnedHostSlice<f32>) -> Result<()> {
         let n = self.layout.num_params;
-        check_host_len(&self.name, "gradient", src.len(), n)?;
-        be.upload_into(src, &mut self.grads.slice_mut(..n))
+        check_host_len(&self.name, "pinned gradient", src.len(), n)?;
+        be.stage_from_host(src, &mut self.grads.slice_mut(..n))
     }
 
     /// Overwrites the BatchNorm running statistics with `src` (rank 0's, before evaluation).
