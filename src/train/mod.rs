@@ -169,8 +169,7 @@ impl Run<'_> {
             eprintln!("{:>6} {:>9} {:>8}  class histogram", "rank", "rate/s", "samples");
             for (r, p) in parts.iter().enumerate() {
                 let h = data::class_histogram(&train_set.labels, p, classes_present);
-                let hist: Vec<String> = h.iter().map(|c| c.to_string()).collect();
-                eprintln!("{r:>6} {:>9.1} {:>8}  [{}]", rates[r], p.len(), hist.join(" "));
+                eprintln!("{r:>6} {:>9.1} {:>8}  {}", rates[r], p.len(), histogram_line(&h));
             }
         }
         // Checked on every rank alike (all ranks hold all partitions), so every rank stops together.
@@ -358,6 +357,18 @@ impl Run<'_> {
     }
 }
 
+/// A rank's class histogram for the start-up table: every count up to 20 classes, otherwise the
+/// spread (a 1000-class line helps nobody).
+fn histogram_line(h: &[usize]) -> String {
+    if h.len() <= 20 {
+        let counts: Vec<String> = h.iter().map(|c| c.to_string()).collect();
+        return format!("[{}]", counts.join(" "));
+    }
+    let (lo, hi) = (h.iter().min().copied().unwrap_or(0), h.iter().max().copied().unwrap_or(0));
+    let present = h.iter().filter(|&&c| c > 0).count();
+    format!("{present} of {} classes present, {lo}..{hi} samples per class", h.len())
+}
+
 /// Injection traffic on the link model: senders transmit in parallel, the largest message dominates.
 fn inject_comm_s(l: &LinkModel, per_rank_bytes: impl Iterator<Item = f64>) -> f64 {
     let max = per_rank_bytes.fold(0.0, f64::max);
@@ -413,4 +424,18 @@ pub(crate) fn host_batch(
         x_buf.extend_from_slice(&extra);
     }
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::histogram_line;
+
+    #[test]
+    fn histogram_line_lists_few_classes_and_summarises_many() {
+        assert_eq!(histogram_line(&[3, 0, 5]), "[3 0 5]");
+        let mut many = vec![7usize; 100];
+        many[4] = 0;
+        many[9] = 12;
+        assert_eq!(histogram_line(&many), "99 of 100 classes present, 0..12 samples per class");
+    }
 }
