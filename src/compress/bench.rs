@@ -19,6 +19,7 @@ use super::topk::{k_for, topk};
 use crate::dist::sparse::{ar_topk_allreduce, sparse_allgather_add};
 use crate::dist::World;
 use crate::error::Result;
+use crate::train::bench::median;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -126,16 +127,6 @@ pub fn random_normal(n: usize, seed: u64) -> Vec<f32> {
     x
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        0.5 * (v[m - 1] + v[m])
-    }
-}
-
 /// Times `topk` on an N(0,1) buffer of `n` elements for each compression ratio: median of `reps`
 /// calls (after one untimed call), elements per second = n / median.
 pub fn bench_topk(n: usize, crs: &[f64], reps: usize) -> Vec<TopkBenchRow> {
@@ -153,7 +144,7 @@ pub fn bench_topk(n: usize, crs: &[f64], reps: usize) -> Vec<TopkBenchRow> {
                     t.elapsed().as_secs_f64()
                 })
                 .collect();
-            let median_s = median(times);
+            let median_s = median(&times);
             TopkBenchRow {
                 implementation: "scadles".into(),
                 device: "cpu".into(),
@@ -177,7 +168,7 @@ fn time_collective(world: &World, reps: usize, mut f: impl FnMut() -> Result<()>
         f()?;
         times.push(world.allreduce_max_f64(&[t.elapsed().as_secs_f64()])[0]);
     }
-    Ok(median(times))
+    Ok(median(&times))
 }
 
 /// Dense allreduce of `n` floats vs the sparse allgather exchange vs AR-Topk at `cr`, median of
@@ -259,7 +250,7 @@ mod tests {
             .to_string()
             .starts_with("topk impl=scadles n=50000 cr=0.1 k=5000 reps=3 "));
         assert!(rows[0].to_string().ends_with(" device=cpu"));
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }

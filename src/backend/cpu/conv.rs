@@ -81,7 +81,7 @@ fn images_per_chunk(s: &Conv2dShape, ws_limit: usize) -> usize {
         .clamp(1, s.n.max(1))
 }
 
-fn grow(ws: &mut Vec<f32>, len: usize) {
+pub(crate) fn grow(ws: &mut Vec<f32>, len: usize) {
     if ws.len() < len {
         ws.resize(len, 0.0);
     }
@@ -196,7 +196,8 @@ fn cnp_to_nchw(src: &[f32], b: usize, c: usize, p: usize, bias: Option<&[f32]>, 
     });
 }
 
-fn add_bias(y: &mut [f32], p: usize, bias: &[f32]) {
+/// `y[img][c] += bias[c]` over planes of `p` values.
+pub(crate) fn add_bias(y: &mut [f32], p: usize, bias: &[f32]) {
     let c = bias.len();
     for_each_piece(y, p, y.len(), |plane_idx, plane| {
         let bv = bias[plane_idx % c];
@@ -204,13 +205,32 @@ fn add_bias(y: &mut [f32], p: usize, bias: &[f32]) {
     });
 }
 
-fn check_lengths(s: &Conv2dShape, x: &[f32], w: &[f32], y_or_dy: &[f32], bias_len: Option<usize>) {
+/// Checks the forward operands (and the bias or bias-gradient length) against the shape; every
+/// convolution lowering calls it.
+pub(crate) fn check_lengths(s: &Conv2dShape, x: &[f32], w: &[f32], y_or_dy: &[f32], bias_len: Option<usize>) {
     assert!(s.stride > 0, "conv2d: stride must be positive");
     assert_eq!(x.len(), s.in_len(), "conv2d: x length for {s:?}");
     assert_eq!(w.len(), s.weight_len(), "conv2d: weight length for {s:?}");
     assert_eq!(y_or_dy.len(), s.out_len(), "conv2d: output length for {s:?}");
     if let Some(l) = bias_len {
         assert_eq!(l, s.c_out, "conv2d: bias length for {s:?}");
+    }
+}
+
+/// [`check_lengths`] for a backward pass, plus the weight and input gradients.
+pub(crate) fn check_grad_lengths(
+    s: &Conv2dShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&[f32]>,
+    dw: &[f32],
+    db_len: Option<usize>,
+) {
+    check_lengths(s, x, w, dy, db_len);
+    assert_eq!(dw.len(), s.weight_len(), "conv2d: dw length for {s:?}");
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), s.in_len(), "conv2d: dx length for {s:?}");
     }
 }
 
@@ -441,11 +461,7 @@ pub(crate) fn conv2d_backward_chunked(
     ws: &mut Vec<f32>,
     ws_limit: usize,
 ) {
-    check_lengths(s, x, w, dy, db.as_ref().map(|b| b.len()));
-    assert_eq!(dw.len(), s.weight_len(), "conv2d: dw length for {s:?}");
-    if let Some(dx) = dx.as_deref() {
-        assert_eq!(dx.len(), s.in_len(), "conv2d: dx length for {s:?}");
-    }
+    check_grad_lengths(s, x, w, dy, dx.as_deref(), dw, db.as_ref().map(|b| b.len()));
     let p = s.h_out() * s.w_out();
     if let Some(db) = db {
         bias_grad(dy, s.n, s.c_out, p, db);

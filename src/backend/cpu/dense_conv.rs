@@ -8,7 +8,7 @@
 //! per channel pair against im2col's `kh·kw·ho·wo`, which includes the taps that land in the
 //! zero padding: 2.25× fewer for a padded 3×3 kernel on 2×2 planes, 9× fewer on 1×1 planes.
 //! Backward: `dX = dY · Wd`, `dWd = dYᵀ · X`, folded back onto the taps.
-use super::conv::{bias_grad, Conv2dShape};
+use super::conv::{add_bias, bias_grad, check_grad_lengths, check_lengths, grow, Conv2dShape};
 use super::gemm::sgemm;
 use rayon::prelude::*;
 
@@ -76,36 +76,22 @@ fn fold(s: &Conv2dShape, table: &[i32], dwd: &[f32], dw: &mut [f32]) {
     });
 }
 
-fn check(s: &Conv2dShape, x: &[f32], w: &[f32], y: &[f32]) {
+fn check_applies(s: &Conv2dShape) {
     assert!(applies(s), "dense conv: {s:?} does not take the dense lowering");
-    assert_eq!(x.len(), s.n * s.c_in * s.h * s.w, "dense conv: x length for {s:?}");
-    assert_eq!(w.len(), s.c_out * s.c_in * s.kh * s.kw, "dense conv: weight length for {s:?}");
-    assert_eq!(y.len(), s.out_len(), "dense conv: output length for {s:?}");
-}
-
-fn grow(ws: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if ws.len() < len {
-        ws.resize(len, 0.0);
-    }
-    &mut ws[..len]
 }
 
 /// Forward, as [`super::conv::conv2d_forward`].
 pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], ws: &mut Vec<f32>) {
-    check(s, x, w, y);
+    check_applies(s);
+    check_lengths(s, x, w, y, bias.map(|b| b.len()));
     let (rows, cols) = (s.c_out * s.h_out() * s.w_out(), s.c_in * s.h * s.w);
     let table = taps(s);
-    let wd = grow(ws, rows * cols);
+    grow(ws, rows * cols);
+    let wd = &mut ws[..rows * cols];
     assemble(s, &table, w, wd);
     sgemm(false, true, s.n, rows, cols, 1.0, x, cols, wd, cols, 0.0, y, rows);
     if let Some(bias) = bias {
-        assert_eq!(bias.len(), s.c_out, "dense conv: bias length for {s:?}");
-        let p = s.h_out() * s.w_out();
-        y.par_chunks_mut(rows).for_each(|img| {
-            for (plane, &b) in img.chunks_exact_mut(p).zip(bias) {
-                plane.iter_mut().for_each(|v| *v += b);
-            }
-        });
+        add_bias(y, s.h_out() * s.w_out(), bias);
     }
 }
 
@@ -121,21 +107,19 @@ pub fn backward(
     db: Option<&mut [f32]>,
     ws: &mut Vec<f32>,
 ) {
-    check(s, x, w, dy);
-    assert_eq!(dw.len(), w.len(), "dense conv: dw length for {s:?}");
+    check_applies(s);
+    check_grad_lengths(s, x, w, dy, dx.as_deref(), dw, db.as_ref().map(|b| b.len()));
     let p = s.h_out() * s.w_out();
     let (rows, cols) = (s.c_out * p, s.c_in * s.h * s.w);
     if let Some(db) = db {
-        assert_eq!(db.len(), s.c_out, "dense conv: db length for {s:?}");
         bias_grad(dy, s.n, s.c_out, p, db);
     }
     let table = taps(s);
-    let buf = grow(ws, 2 * rows * cols);
-    let (wd, dwd) = buf.split_at_mut(rows * cols);
+    grow(ws, 2 * rows * cols);
+    let (wd, dwd) = ws[..2 * rows * cols].split_at_mut(rows * cols);
     sgemm(true, false, rows, cols, s.n, 1.0, dy, rows, x, cols, 0.0, dwd, cols);
     fold(s, &table, dwd, dw);
     if let Some(dx) = dx {
-        assert_eq!(dx.len(), x.len(), "dense conv: dx length for {s:?}");
         assemble(s, &table, w, wd);
         sgemm(false, false, s.n, cols, rows, 1.0, dy, rows, wd, cols, 0.0, dx, cols);
     }

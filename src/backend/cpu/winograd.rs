@@ -18,7 +18,7 @@
 //! the GEMMs with leading dimension 36·tiles), `U` is `[c_out][ξ][c_in]`, the GEMM outputs `M`,
 //! `dU` and `dV` are ξ-major. Transforms work on 8 tiles (or 8 channels) at once in `[f32; 8]`
 //! lanes, which the compiler vectorises.
-use super::conv::{bias_grad, Conv2dShape};
+use super::conv::{bias_grad, check_grad_lengths, check_lengths, Conv2dShape, DEFAULT_WS_LIMIT as WS_LIMIT};
 use super::gemm::sgemm;
 use rayon::prelude::*;
 
@@ -212,8 +212,6 @@ fn images_per_chunk(s: &Conv2dShape, geo: &Geo, limit: usize) -> usize {
     (limit / per_image.max(1)).clamp(1, s.n.max(1))
 }
 
-/// Floats of the chunk workspace cap (256 MB).
-const WS_LIMIT: usize = 64 << 20;
 
 /// Splits `ws` (grown as needed) into regions of the given lengths.
 fn carve<const N: usize>(ws: &mut Vec<f32>, lens: [usize; N]) -> [&mut [f32]; N] {
@@ -504,11 +502,8 @@ fn output_gradient(s: &Conv2dShape, geo: &Geo, tiles: usize, dy: &[f32], dm: &mu
     dm.par_chunks_mut(XI * tiles).enumerate().for_each(|(k, dmk)| output_gradient_one(p, k, dy, dmk));
 }
 
-fn check(s: &Conv2dShape, x: &[f32], w: &[f32], y: &[f32]) {
+fn check_applies(s: &Conv2dShape) {
     assert!(applies(s), "winograd: {s:?} is not a 3×3 stride-1 convolution it computes");
-    assert_eq!(x.len(), s.n * s.c_in * s.h * s.w, "winograd: x length for {s:?}");
-    assert_eq!(w.len(), s.c_out * s.c_in * 9, "winograd: weight length for {s:?}");
-    assert_eq!(y.len(), s.out_len(), "winograd: output length for {s:?}");
 }
 
 /// Forward: `y = conv(x, w) + bias`, as [`super::conv::conv2d_forward`]. `ws` is a reusable
@@ -526,10 +521,8 @@ pub(crate) fn forward_chunked(
     ws: &mut Vec<f32>,
     limit: usize,
 ) {
-    check(s, x, w, y);
-    if let Some(b) = bias {
-        assert_eq!(b.len(), s.c_out, "winograd: bias length for {s:?}");
-    }
+    check_applies(s);
+    check_lengths(s, x, w, y, bias.map(|b| b.len()));
     let geo = Geo::of(s);
     let nb_max = images_per_chunk(s, &geo, limit);
     let (c_in, c_out) = (s.c_in, s.c_out);
@@ -583,15 +576,11 @@ pub(crate) fn backward_chunked(
     ws: &mut Vec<f32>,
     limit: usize,
 ) {
-    check(s, x, w, dy);
-    assert_eq!(dw.len(), w.len(), "winograd: dw length for {s:?}");
-    if let Some(dx) = dx.as_deref() {
-        assert_eq!(dx.len(), x.len(), "winograd: dx length for {s:?}");
-    }
+    check_applies(s);
+    check_grad_lengths(s, x, w, dy, dx.as_deref(), dw, db.as_ref().map(|b| b.len()));
     let (c_in, c_out) = (s.c_in, s.c_out);
     let (ho, wo) = (s.h_out(), s.w_out());
     if let Some(db) = db {
-        assert_eq!(db.len(), c_out, "winograd: db length for {s:?}");
         bias_grad(dy, s.n, c_out, ho * wo, db);
     }
     if s.n == 0 {
