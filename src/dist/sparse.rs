@@ -53,11 +53,51 @@ pub fn sparse_allgather_add(
     val: &[f32],
     dense: &mut [f32],
 ) -> Result<Vec<u64>> {
+    let g = sparse_allgather(world, idx, val, dense.len())?;
+    scatter_add(&g.parts(), dense);
+    Ok(g.counts)
+}
+
+/// Every rank's (index, value) pairs after the exact exchange, as packed words: rank r's pairs are
+/// [`Gathered::part`]`(r)`, in the order that rank sent them.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Pairs per rank (index = rank).
+    pub counts: Vec<u64>,
+    words: Vec<u64>,
+    displs: Vec<usize>,
+}
+
+impl Gathered {
+    /// Rank `r`'s packed pairs.
+    pub fn part(&self, r: usize) -> &[u64] {
+        &self.words[self.displs[r]..self.displs[r] + self.counts[r] as usize]
+    }
+
+    pub fn parts(&self) -> Vec<&[u64]> {
+        (0..self.counts.len()).map(|r| self.part(r)).collect()
+    }
+
+    /// All pairs, rank after rank, split into indices and values (for upload to a device).
+    pub fn unpacked(&self) -> (Vec<u32>, Vec<f32>) {
+        self.words.iter().map(|&w| ((w >> 32) as u32, f32::from_bits(w as u32))).unzip()
+    }
+
+    /// Where rank `r`'s pairs start in [`Self::unpacked`].
+    pub fn offset(&self, r: usize) -> usize {
+        self.displs[r]
+    }
+}
+
+/// The exchange half of [`sparse_allgather_add`]: the same checks (agreed on every rank) and the
+/// same collectives, for a dense gradient of `dense_len` elements, without the scatter. A device
+/// backend scatters the result itself.
+pub fn sparse_allgather(world: &World, idx: &[u32], val: &[f32], dense_len: usize) -> Result<Gathered> {
     let n = world.size();
-    let local_ok = idx.len() == val.len() && idx.iter().all(|&i| (i as usize) < dense.len());
+    let local_ok = idx.len() == val.len() && idx.iter().all(|&i| (i as usize) < dense_len);
     let mine = [
         if local_ok { idx.len() as u64 } else { BAD },
-        dense.len() as u64,
+        dense_len as u64,
     ];
     let mut all = vec![0u64; 2 * n];
     world.comm().all_gather_into(&mine[..], &mut all[..]);
@@ -67,11 +107,10 @@ pub fn sparse_allgather_add(
     let bad: Vec<usize> = (0..n).filter(|&r| counts[r] == BAD).collect();
     if !bad.is_empty() {
         return Err(Error::Other(format!(
-            "sparse exchange: ranks {bad:?} passed mismatched index/value lengths or an index outside the {}-element gradient",
-            dense.len()
+            "sparse exchange: ranks {bad:?} passed mismatched index/value lengths or an index outside the {dense_len}-element gradient"
         )));
     }
-    if lens.iter().any(|&l| l != dense.len() as u64) {
+    if lens.iter().any(|&l| l != dense_len as u64) {
         return Err(Error::Other(format!("sparse exchange: dense buffer lengths differ across ranks ({lens:?}); expected one length")));
     }
     let total: u64 = counts.iter().sum();
@@ -86,23 +125,19 @@ pub fn sparse_allgather_add(
         *acc += c as usize;
         Some(d)
     }).collect();
-    let mut gathered = vec![0u64; total as usize];
+    let mut words = vec![0u64; total as usize];
     if total > 0 {
         let send: Vec<u64> = idx.par_iter().zip(val.par_iter()).map(|(&i, &v)| pack(i, v)).collect();
         if counts.iter().all(|&c| c == counts[0]) {
-            world.comm().all_gather_into(&send[..], &mut gathered[..]);
+            world.comm().all_gather_into(&send[..], &mut words[..]);
         } else {
             let c32: Vec<mpi::Count> = counts.iter().map(|&c| c as mpi::Count).collect();
             let d32: Vec<mpi::Count> = displs.iter().map(|&d| d as mpi::Count).collect();
-            let mut part = mpi::datatype::PartitionMut::new(&mut gathered[..], &c32[..], &d32[..]);
+            let mut part = mpi::datatype::PartitionMut::new(&mut words[..], &c32[..], &d32[..]);
             world.comm().all_gather_varcount_into(&send[..], &mut part);
         }
     }
-    let parts: Vec<&[u64]> = (0..n)
-        .map(|r| &gathered[displs[r]..displs[r] + counts[r] as usize])
-        .collect();
-    scatter_add(&parts, dense);
-    Ok(counts)
+    Ok(Gathered { counts, words, displs })
 }
 
 /// dense = 0, then dense[i] += v for every rank's pairs, rank by rank. When each rank's indices are

@@ -21,20 +21,97 @@ pub struct Sent {
     pub dense_len: u64,
 }
 
-/// The per-rank aggregation state: error-feedback residuals, the adaptive policy, the accounting.
+/// Where one step's gradient and error-feedback residual live, with the data operations of the
+/// aggregation on them: the host buffers ([`HostGrads`]), or the GPU's (`engine::DeviceGrads`,
+/// where only the selected pairs leave the device). The decisions (dense or sparse, the vote, the
+/// accounting) are [`Aggregator::aggregate_on`]'s and the same for both.
+pub trait GradSide {
+    /// Elements of the flat gradient.
+    fn num_elements(&self) -> usize;
+    /// g ← w·g (Eq. 4a).
+    fn scale(&mut self, w: f32) -> Result<()>;
+    /// Phase 1 of a compressed step ([`ErrorFeedback::select`]): a = g + residual (a = g with
+    /// feedback off), per scope the `k_for(len, cr)` largest |a| APPENDED to `idx`/`val` as global
+    /// ascending indices and signed values. The norms are filled when `stats` is set (the
+    /// adaptive rule needs them); otherwise they may be left at zero.
+    fn select(&mut self, scopes: &[Range<usize>], cr: f64, stats: bool, idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<compress::CompressStats>;
+    /// Phase 2, sparse: the entries at `sent` left; the residual keeps a without them.
+    fn commit_sparse(&mut self, sent: &[u32]) -> Result<()>;
+    /// Phase 2, dense: g ← a and the residual becomes zero.
+    fn commit_dense(&mut self) -> Result<()>;
+    /// g ← Σ_ranks g (Eq. 4b, dense).
+    fn allreduce(&mut self, world: &World) -> Result<()>;
+    /// g ← Σ_ranks of every rank's pairs, scattered into zeros in rank order (exact sparse
+    /// exchange, [`sparse::sparse_allgather_add`]). Returns the per-rank pair counts.
+    fn allgather_add(&mut self, world: &World, idx: &[u32], val: &[f32]) -> Result<Vec<u64>>;
+    /// g ← AR-Topk of the accumulated gradient a with this step's root's indices
+    /// ([`sparse::ar_topk_allreduce`]). Returns the indices that were sent.
+    fn ar_topk(&mut self, world: &World, step: u64, idx: &[u32]) -> Result<Vec<u32>>;
+}
+
+/// The host side: the gradient in a host buffer, the residual in an [`ErrorFeedback`].
+pub struct HostGrads<'a> {
+    pub g: &'a mut [f32],
+    pub ef: &'a mut ErrorFeedback,
+    /// Output of AR-Topk (it reads the accumulated gradient while writing the aggregate).
+    pub scratch: &'a mut Vec<f32>,
+}
+
+impl GradSide for HostGrads<'_> {
+    fn num_elements(&self) -> usize {
+        self.g.len()
+    }
+
+    fn scale(&mut self, w: f32) -> Result<()> {
+        scale(self.g, w);
+        Ok(())
+    }
+
+    fn select(&mut self, scopes: &[Range<usize>], cr: f64, _stats: bool, idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<compress::CompressStats> {
+        self.ef.select(self.g, scopes, cr, idx, val)
+    }
+
+    fn commit_sparse(&mut self, sent: &[u32]) -> Result<()> {
+        self.ef.commit_sparse(sent)
+    }
+
+    fn commit_dense(&mut self) -> Result<()> {
+        self.ef.commit_dense(self.g)
+    }
+
+    fn allreduce(&mut self, world: &World) -> Result<()> {
+        world.allreduce_sum_f32(self.g);
+        Ok(())
+    }
+
+    fn allgather_add(&mut self, world: &World, idx: &[u32], val: &[f32]) -> Result<Vec<u64>> {
+        sparse::sparse_allgather_add(world, idx, val, self.g)
+    }
+
+    fn ar_topk(&mut self, world: &World, step: u64, idx: &[u32]) -> Result<Vec<u32>> {
+        self.scratch.resize(self.g.len(), 0.0);
+        let j = sparse::ar_topk_allreduce(world, step, idx, self.ef.accumulated(self.g), self.scratch)?;
+        self.g.copy_from_slice(self.scratch);
+        Ok(j)
+    }
+}
+
+/// The per-rank aggregation state: the adaptive policy, the accounting, and (for [`HostGrads`])
+/// the error-feedback residual.
 pub struct Aggregator {
     mode: Compression,
     sparse_mode: SparseMode,
     cr: f64,
+    feedback: bool,
     scopes: Vec<Range<usize>>,
-    ef: ErrorFeedback,
+    /// The host residual, made at the first host step (a GPU run keeps its residual on the GPU).
+    ef: Option<ErrorFeedback>,
     policy: AdaptivePolicy,
     warmup: u64,
     /// Cluster totals (each step's StepComm holds the sum over ranks).
     account: CommAccount,
     idx: Vec<u32>,
     val: Vec<f32>,
-    /// Output of AR-Topk (it reads the accumulated gradient while writing the aggregate).
     scratch: Vec<f32>,
 }
 
@@ -45,8 +122,9 @@ impl Aggregator {
             mode: cfg.compression,
             sparse_mode: cfg.sparse_mode,
             cr: cfg.cr,
+            feedback: cfg.ef,
             scopes: compress::scope_ranges(cfg.topk_scope, &store.ranges(), n)?,
-            ef: ErrorFeedback::with_feedback(if cfg.compression == Compression::None { 0 } else { n }, cfg.ef),
+            ef: None,
             policy: AdaptivePolicy::new(cfg.criterion, cfg.delta, cfg.ewma, cfg.warmup_steps)?,
             warmup: cfg.warmup_steps,
             account: CommAccount::new(),
@@ -56,18 +134,41 @@ impl Aggregator {
         })
     }
 
-    /// Scales `grads` by `weight` (r_i, Eq. 4a) and aggregates them across ranks in place (Eq. 4b).
-    /// Every rank calls this every step, also with a zero weight (it then contributes zeros, or
-    /// nothing on a sparse step). Dense steps allreduce; compressed steps exchange exact pairs.
+    /// Whether steps may be compressed (and a residual is kept when feedback is on).
+    pub fn compresses(&self) -> bool {
+        self.mode != Compression::None
+    }
+
+    /// Whether unsent values carry over to the next step (error feedback).
+    pub fn feedback(&self) -> bool {
+        self.feedback
+    }
+
+    /// Scales `grads` by `weight` (r_i, Eq. 4a) and aggregates them across ranks in place (Eq. 4b),
+    /// on the host ([`HostGrads`]); see [`Self::aggregate_on`].
     pub fn aggregate(&mut self, world: &World, grads: &mut [f32], weight: f32, step: u64, epoch: u64) -> Result<Sent> {
-        scale(grads, weight);
+        let n = if self.compresses() { grads.len() } else { 0 };
+        let mut ef = self.ef.take().unwrap_or_else(|| ErrorFeedback::with_feedback(n, self.feedback));
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = self.aggregate_on(world, &mut HostGrads { g: grads, ef: &mut ef, scratch: &mut scratch }, weight, step, epoch);
+        self.ef = Some(ef);
+        self.scratch = scratch;
+        r
+    }
+
+    /// Scales the gradient of `side` by `weight` (r_i, Eq. 4a) and aggregates it across ranks in
+    /// place (Eq. 4b). Every rank calls this every step, also with a zero weight (it then
+    /// contributes zeros, or nothing on a sparse step). Dense steps allreduce; compressed steps
+    /// exchange exact pairs.
+    pub fn aggregate_on<S: GradSide>(&mut self, world: &World, side: &mut S, weight: f32, step: u64, epoch: u64) -> Result<Sent> {
+        side.scale(weight)?;
         let ranks = world.size() as u64;
-        let n = grads.len() as u64;
+        let n = side.num_elements() as u64;
         let compressed = match self.mode {
             Compression::None => false,
             Compression::Topk => {
                 if step > self.warmup {
-                    self.select(grads)?;
+                    self.select(side, false)?;
                     true
                 } else {
                     false
@@ -75,11 +176,11 @@ impl Aggregator {
             }
             Compression::Adaptive => {
                 // The rule needs this step's top-k: select first, vote, then commit either way.
-                let stats = self.select(grads)?;
+                let stats = self.select(side, true)?;
                 let local = self.policy.observe(stats.criterion(self.policy.criterion()), epoch);
                 let go = compress::majority(world, local) && step > self.warmup;
                 if !go {
-                    self.ef.commit_dense(grads)?;
+                    side.commit_dense()?;
                 }
                 go
             }
@@ -87,23 +188,21 @@ impl Aggregator {
         let sent = if compressed {
             match self.sparse_mode {
                 SparseMode::Allgather => {
-                    let counts = sparse::sparse_allgather_add(world, &self.idx, &self.val, grads)?;
-                    self.ef.commit_sparse(&self.idx)?;
+                    let counts = side.allgather_add(world, &self.idx, &self.val)?;
+                    side.commit_sparse(&self.idx)?;
                     let total: u64 = counts.iter().sum();
                     Sent { compressed: true, values_total: total, indices_total: total, counts, dense_len: n }
                 }
                 SparseMode::ArTopk => {
-                    self.scratch.resize(grads.len(), 0.0);
-                    let j = sparse::ar_topk_allreduce(world, step, &self.idx, self.ef.accumulated(grads), &mut self.scratch)?;
-                    grads.copy_from_slice(&self.scratch);
-                    self.ef.commit_sparse(&j)?;
+                    let j = side.ar_topk(world, step, &self.idx)?;
+                    side.commit_sparse(&j)?;
                     let k = j.len() as u64;
                     // Every rank allreduces k values; only the root's k indices travel (a broadcast).
                     Sent { compressed: true, values_total: k * ranks, indices_total: k, counts: vec![k; ranks as usize], dense_len: n }
                 }
             }
         } else {
-            world.allreduce_sum_f32(grads);
+            side.allreduce(world)?;
             Sent { compressed: false, values_total: n * ranks, indices_total: 0, counts: Vec::new(), dense_len: n }
         };
         let comm = if sent.compressed {
@@ -116,10 +215,10 @@ impl Aggregator {
     }
 
     /// Top-k (with error feedback when on) of the scaled gradient into `idx`/`val`, per scope.
-    fn select(&mut self, grads: &[f32]) -> Result<compress::CompressStats> {
+    fn select<S: GradSide>(&mut self, side: &mut S, stats: bool) -> Result<compress::CompressStats> {
         self.idx.clear();
         self.val.clear();
-        self.ef.select(grads, &self.scopes, self.cr, &mut self.idx, &mut self.val)
+        side.select(&self.scopes, self.cr, stats, &mut self.idx, &mut self.val)
     }
 
     /// Communication time of `sent` under the link model: a ring allreduce for dense steps, an
