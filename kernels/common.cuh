@@ -121,6 +121,12 @@ struct ScatterParams {
 };
 static_assert(sizeof(ScatterParams) == 12, "ScatterParams layout");
 
+/// Per-chunk sums of squares over `len` values, `chunk` consecutive values per block.
+struct NormParams {
+    u32 len, chunk;
+};
+static_assert(sizeof(NormParams) == 8, "NormParams layout");
+
 // ---------------------------------------------------------------------------------------------
 // Reductions
 // ---------------------------------------------------------------------------------------------
@@ -228,7 +234,11 @@ __device__ void gemm_core_simt(const LA& la, const LB& lb, const ST& st, u32 M, 
 #if __CUDA_ARCH__ >= 800
 __device__ __forceinline__ u32 to_tf32(float x) {
     u32 r;
+#ifdef SCADLES_KERNEL_EMU
+    r = emu_cvt_rna_tf32(x);  // CPU emulation (tests/kernel_emu/shim.h)
+#else
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+#endif
     return r;
 }
 
@@ -289,11 +299,15 @@ __device__ void gemm_core_tf32(const LA& la, const LB& lb, const ST& st, u32 M, 
             for (int i = 0; i < 2; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++)
+#ifdef SCADLES_KERNEL_EMU
+                    emu_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);  // CPU emulation (tests/kernel_emu/shim.h)
+#else
                     asm volatile(
                         "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
                         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                         : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
                         : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
+#endif
         }
         __syncthreads();
     }

@@ -99,7 +99,7 @@ impl Family {
             Family::Loss => &["xent_fwd", "xent_bwd", "sum_scaled", "topk_correct"],
             Family::Optimizer => &["sgd_momentum"],
             Family::Topk => &["topk_hist", "topk_pick", "topk_count", "topk_scan", "topk_compact"],
-            Family::Pack => &["pack_weighted", "scatter_add", "scatter_zero"],
+            Family::Pack => &["pack_weighted", "scale_inplace", "axpy", "sumsq_partial", "scatter_add", "scatter_zero"],
         }
     }
 

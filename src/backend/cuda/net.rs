@@ -778,6 +778,12 @@ impl GpuNet {
         Ok(StepReport { loss, fwd_s: (t1 - t0).as_secs_f64(), bwd_s: (t2 - t1).as_secs_f64(), sgd_s: (t3 - t2).as_secs_f64() })
     }
 
+    /// The flat gradient buffer (the last backward pass's gradient until something overwrites it:
+    /// the aggregation works on it in place).
+    pub fn grads_mut(&mut self) -> CudaViewMut<'_, f32> {
+        self.grads.slice_mut(..self.layout.num_params)
+    }
+
     /// The parameters, copied to the host.
     pub fn params_to_host(&self, be: &CudaBackend) -> Result<Vec<f32>> {
         be.download(&self.params.slice(..self.layout.num_params))

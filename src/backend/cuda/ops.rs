@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 const BLOCK: u32 = 256;
 /// Elements one block owns in the top-k counting and compaction passes.
 const TOPK_CHUNK: u32 = 4096;
+/// Elements per block of the sum-of-squares partials.
+const SUMSQ_CHUNK: u32 = 1 << 16;
 
 fn drv<T>(what: &str, r: std::result::Result<T, DriverError>) -> Result<T> {
     r.map_err(|e| Error::Cuda(format!("{what}: {e:?}")))
@@ -86,6 +88,10 @@ impl CudaBackend {
         let ctx = quiet_catch(|| CudaContext::new(ordinal))
             .map_err(Error::Cuda)?
             .map_err(|e| Error::Cuda(format!("opening GPU {ordinal}: {e:?}")))?;
+        // SAFETY: every copy and launch of this backend goes to the context's default stream and no
+        // other stream is created, so cudarc's cross-stream ordering has nothing to order; left on,
+        // it creates and destroys two CUDA events per allocation.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let cache = ModuleCache::new(ctx.clone())?;
         let sm_count = drv(
@@ -175,6 +181,17 @@ impl CudaBackend {
         self.synchronize()
     }
 
+    /// Zeroes a device view (queued on the stream).
+    pub fn fill_zero<T: DeviceRepr + ValidAsZeroBits>(&self, dst: &mut CudaViewMut<'_, T>) -> Result<()> {
+        drv("device memset", self.stream.memset_zeros(dst))
+    }
+
+    /// Device → device copy between views of the same length (queued on the stream).
+    pub fn copy<T: DeviceRepr>(&self, src: &CudaView<'_, T>, dst: &mut CudaViewMut<'_, T>) -> Result<()> {
+        check_len("device-to-device copy", dst.len(), src.len())?;
+        drv("device-to-device copy", self.stream.memcpy_dtod(src, dst))
+    }
+
     /// Compiles and loads every kernel (the tensor-core ones too when they are on), so that an
     /// NVRTC or module-load failure shows at start-up rather than in the middle of a run.
     pub fn load_all_kernels(&self) -> Result<()> {
@@ -194,6 +211,14 @@ impl CudaBackend {
         // by the caller through `as_mut_slice` before `stage_from_host` reads it; f32 has no
         // invalid bit patterns either way.
         drv("pinned host allocation", unsafe { self.ctx.alloc_pinned_with_flags::<f32>(len, 0) })
+    }
+
+    /// The pinned buffer as a host slice, once every copy queued into or out of it has finished.
+    /// cudarc's own wait on the buffer is a no-op here: it records the buffer's event only when
+    /// several streams are in use, and this backend uses one.
+    pub fn pinned_host<'p>(&self, p: &'p mut PinnedHostSlice<f32>) -> Result<&'p mut [f32]> {
+        self.synchronize()?;
+        drv("pinned host buffer", p.as_mut_slice())
     }
 
     /// Device → pinned host, then waits so the host (MPI) can read `dst`.
@@ -970,6 +995,56 @@ impl CudaBackend {
         drv("pack_weighted", unsafe { l.launch(elementwise(g.len())) }).map(|_| ())
     }
 
+    /// `x *= weight` (Eq. 4a).
+    pub fn scale_inplace(&self, weight: f32, x: &mut CudaViewMut<'_, f32>) -> Result<()> {
+        if x.is_empty() || weight == 1.0 {
+            return Ok(());
+        }
+        let p = PackParams { len: u32_of("scale length", x.len())?, weight };
+        let len = x.len();
+        let f = self.function(Family::Pack, "scale_inplace")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&p).arg(x);
+        // SAFETY: matches scale_inplace(PackParams, float*); x holds p.len values.
+        drv("scale_inplace", unsafe { l.launch(elementwise(len)) }).map(|_| ())
+    }
+
+    /// `y = weight·x + y` in place (one rounding per element).
+    pub fn axpy(&self, weight: f32, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
+        check_len("axpy target", y.len(), x.len())?;
+        if x.is_empty() {
+            return Ok(());
+        }
+        let p = PackParams { len: u32_of("axpy length", x.len())?, weight };
+        let f = self.function(Family::Pack, "axpy")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&p).arg(x).arg(y);
+        // SAFETY: matches axpy(PackParams, const float*, float*); both hold p.len values.
+        drv("axpy", unsafe { l.launch(elementwise(x.len())) }).map(|_| ())
+    }
+
+    /// Number of partial sums [`Self::sumsq_partials`] writes for `len` values.
+    pub fn sumsq_blocks(len: usize) -> usize {
+        len.div_ceil(SUMSQ_CHUNK as usize)
+    }
+
+    /// `partial[b] = Σ x[i]²` in f64 over consecutive chunks of `x` (queued; `partial` holds
+    /// [`Self::sumsq_blocks`]`(x.len())` values). Their sum in order is ‖x‖², the same in every run.
+    pub fn sumsq_partials(&self, x: &CudaView<'_, f32>, partial: &mut CudaViewMut<'_, f64>) -> Result<()> {
+        let blocks = Self::sumsq_blocks(x.len());
+        check_len("sum-of-squares partials", partial.len(), blocks)?;
+        if blocks == 0 {
+            return Ok(());
+        }
+        let p = NormParams { len: u32_of("sum-of-squares length", x.len())?, chunk: SUMSQ_CHUNK };
+        let f = self.function(Family::Pack, "sumsq_partial")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&p).arg(x).arg(partial);
+        // SAFETY: matches sumsq_partial(NormParams, const float*, double*); block b reads
+        // x[b*chunk .. min(len, (b+1)*chunk)) and writes partial[b], b < blocks = partial length.
+        drv("sumsq_partial", unsafe { l.launch(per_row(blocks)) }).map(|_| ())
+    }
+
     /// `dense[idx[j]] += scale·val[j]` (indices may repeat; out-of-range ones are skipped).
     pub fn scatter_add(
         &self,
@@ -1007,12 +1082,24 @@ impl CudaBackend {
     /// The `k` largest-magnitude entries of `x` as (index, value) pairs in increasing index order;
     /// among equal magnitudes the lower indices win. `k` is clamped to `x.len()`.
     pub fn topk(&self, x: &CudaView<'_, f32>, k: usize) -> Result<(CudaSlice<u32>, CudaSlice<f32>)> {
-        let len = x.len();
-        let k = k.min(len);
+        let k = k.min(x.len());
         let mut idx = self.zeros::<u32>(k.max(1))?;
         let mut val = self.zeros::<f32>(k.max(1))?;
+        self.topk_into(x, &mut idx.slice_mut(..k), &mut val.slice_mut(..k))?;
+        Ok((idx, val))
+    }
+
+    /// [`Self::topk`] into existing views, `k` = their length (at most `x.len()`); queued on the
+    /// stream. Indices are relative to `x`.
+    pub fn topk_into(&self, x: &CudaView<'_, f32>, idx: &mut CudaViewMut<'_, u32>, val: &mut CudaViewMut<'_, f32>) -> Result<()> {
+        let len = x.len();
+        let k = idx.len();
+        check_len("top-k values", val.len(), k)?;
+        if k > len {
+            crate::bail!(Cuda, "top-k of {k} values from {len}");
+        }
         if k == 0 {
-            return Ok((idx, val));
+            return Ok(());
         }
         let nblocks = (len as u64).div_ceil(TOPK_CHUNK as u64) as usize;
         let mut p = TopkParams { len: u32_of("top-k length", len)?, k: k as u32, shift: 0, chunk: TOPK_CHUNK, nblocks: nblocks as u32 };
@@ -1049,11 +1136,10 @@ impl CudaBackend {
         })?;
         let f = self.function(Family::Topk, "topk_compact")?;
         let mut l = self.stream.launch_builder(&f);
-        l.arg(&p).arg(x).arg(&state).arg(&counts).arg(&mut idx).arg(&mut val);
+        l.arg(&p).arg(x).arg(&state).arg(&counts).arg(idx).arg(val);
         // SAFETY: matches topk_compact(TopkParams, const float*, const u32*, const u32*, u32*,
         // float*); exactly k elements are selected, at distinct positions < k = idx/val length.
-        drv("topk_compact", unsafe { l.launch(chunks) })?;
-        Ok((idx, val))
+        drv("topk_compact", unsafe { l.launch(chunks) }).map(|_| ())
     }
 }
 

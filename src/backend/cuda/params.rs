@@ -152,6 +152,14 @@ pub struct ScatterParams {
     pub scale: f32,
 }
 
+/// Sums of squares per chunk of `chunk` values over `len` values (`pack.cu`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NormParams {
+    pub len: u32,
+    pub chunk: u32,
+}
+
 // SAFETY: each struct is `#[repr(C)]`, made only of u32/f32 fields with no padding, and has the
 // same layout as its C counterpart in kernels/common.cuh (sizes asserted on both sides).
 unsafe impl DeviceRepr for GemmParams {}
@@ -167,6 +175,7 @@ unsafe impl DeviceRepr for TopkParams {}
 unsafe impl DeviceRepr for DropoutParams {}
 unsafe impl DeviceRepr for PackParams {}
 unsafe impl DeviceRepr for ScatterParams {}
+unsafe impl DeviceRepr for NormParams {}
 
 #[cfg(test)]
 mod tests {
@@ -191,6 +200,7 @@ mod tests {
             ("DropoutParams", size_of::<DropoutParams>()),
             ("PackParams", size_of::<PackParams>()),
             ("ScatterParams", size_of::<ScatterParams>()),
+            ("NormParams", size_of::<NormParams>()),
         ] {
             let assert = format!("static_assert(sizeof({name}) == {size},");
             assert!(cuh.contains(&assert), "kernels/common.cuh lacks `{assert}`: layouts differ");
