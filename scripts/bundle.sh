@@ -40,7 +40,7 @@ export MPICC="$VENV/bin/mpicc"
 #    $ORIGIN/../mpi/lib the test binaries under tests/.
 export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-Wl,-rpath,\$ORIGIN/mpi/lib:\$ORIGIN/../mpi/lib"
 cargo build --release --bin scadles
-tests_json=$(cargo test --release --no-run --test cuda_ops --test cuda_nvrtc --test cuda_train --message-format=json 2>/dev/null)
+tests_json=$(cargo test --release --no-run --test cuda_ops --test cuda_nvrtc --test cuda_train --test cuda_aggregation --message-format=json 2>/dev/null)
 exe_of() {
     printf '%s\n' "$tests_json" | python3 -c '
 import json, sys
@@ -57,7 +57,8 @@ for line in sys.stdin:
 OPS_BIN=$(exe_of cuda_ops)
 NVRTC_BIN=$(exe_of cuda_nvrtc)
 TRAIN_BIN=$(exe_of cuda_train)
-[ -x "$OPS_BIN" ] && [ -x "$NVRTC_BIN" ] && [ -x "$TRAIN_BIN" ] || { echo "bundle.sh: test binaries not found" >&2; exit 1; }
+AGG_BIN=$(exe_of cuda_aggregation)
+[ -x "$OPS_BIN" ] && [ -x "$NVRTC_BIN" ] && [ -x "$TRAIN_BIN" ] && [ -x "$AGG_BIN" ] || { echo "bundle.sh: test binaries not found" >&2; exit 1; }
 
 # 3. Assemble.
 TGZ=$CARGO_TARGET_DIR/scadles-bundle.tgz
@@ -67,8 +68,9 @@ cp "$CARGO_TARGET_DIR/release/scadles" "$OUT/"
 cp "$OPS_BIN" "$OUT/tests/cuda_ops"
 cp "$NVRTC_BIN" "$OUT/tests/cuda_nvrtc"
 cp "$TRAIN_BIN" "$OUT/tests/cuda_train"
+cp "$AGG_BIN" "$OUT/tests/cuda_aggregation"
 # Symbols are not needed on the GPU box; each binary carries OpenBLAS's kernels for every CPU.
-strip --strip-unneeded "$OUT/scadles" "$OUT/tests/cuda_ops" "$OUT/tests/cuda_nvrtc" "$OUT/tests/cuda_train"
+strip --strip-unneeded "$OUT/scadles" "$OUT"/tests/*
 cp -r kernels "$OUT/kernels"
 cp scripts/gpu_check.sh "$OUT/gpu_check.sh"
 mkdir -p "$OUT/scripts"

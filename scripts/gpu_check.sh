@@ -97,8 +97,10 @@ step mpi_devices "$B/run.sh" 2 devices
 step cuda_nvrtc "$B/tests/cuda_nvrtc" --test-threads=1 --nocapture
 step cuda_ops "$B/tests/cuda_ops" --test-threads=1 --nocapture
 step cuda_train "$B/tests/cuda_train" --test-threads=1 --nocapture
+# The GPU aggregation against the host's under the bundled MPI (the test launches itself).
+step cuda_aggregation env MPIRUN="$B/mpi/bin/mpirun" "$B/tests/cuda_aggregation" --test-threads=1 --nocapture
 # Every op and step test must have compared numbers: a SKIPPED line means the GPU was not used.
-for t in cuda_ops cuda_train; do
+for t in cuda_ops cuda_train cuda_aggregation; do
     if grep -q "SKIPPED" "$OUT/$t.txt"; then
         echo "   $t: tests SKIPPED on the GPU machine (probe failed)" | tee -a "$SUMMARY"
         fail=1
@@ -109,7 +111,10 @@ done
 # family's smallest member; each must exit 0 and record a CUDA device in summary.json.
 step train_cuda_tinycnn "$B/run.sh" 2 train --device cuda --model tinycnn --steps 30 --eval-every 30 --out "$OUT/train_cuda_tinycnn"
 step train_cuda_resnet18 "$B/run.sh" 2 train --device cuda --model resnet18 --shape cifar --steps 30 --eval-every 30 --out "$OUT/train_cuda_resnet18"
-for t in train_cuda_tinycnn train_cuda_resnet18; do
+# Compressed steps keep the gradient and the residual on the GPU; only the pairs travel.
+step train_cuda_resnet18_adaptive "$B/run.sh" 2 train --device cuda --model resnet18 --shape cifar --steps 30 --eval-every 30 \
+    --compression adaptive --cr 0.01 --warmup-steps 5 --out "$OUT/train_cuda_resnet18_adaptive"
+for t in train_cuda_tinycnn train_cuda_resnet18 train_cuda_resnet18_adaptive; do
     if ! grep -q '"device": "cuda:' "$OUT/$t/summary.json" 2>/dev/null; then
         echo "   $t: summary.json does not record a CUDA device" | tee -a "$SUMMARY"
         fail=1

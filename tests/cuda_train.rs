@@ -2,7 +2,8 @@
 //! shapes, offsets, counts, running-statistic counts) equals the CPU builders' for every model.
 //! With a GPU: one training step (forward, softmax cross-entropy, backward, SGD) of tinycnn and
 //! resnet18-cifar on the GPU equals the CPU step, the training engine's GPU steps equal its CPU
-//! steps, and `scadles train --device cuda` under `mpirun -np 2` follows the `--device cpu` run;
+//! steps, and `scadles train --device cuda` under `mpirun -np 2` follows the `--device cpu` run,
+//! with dense and with top-k steps;
 //! without one each of those tests prints `SKIPPED (no GPU): ...` and passes.
 mod common;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -268,7 +269,14 @@ fn train_device_cuda_under_mpirun_follows_the_cpu_run() {
         eprintln!("SKIPPED (no GPU): cuda_train mpirun ({why})");
         return;
     }
-    let root = common::tmpdir("cuda-train");
+    // Dense steps, then top-k steps whose gradient and residual stay on the GPU (two dense
+    // warm-up steps, three sparse ones).
+    follows_the_cpu_run("dense", &[]);
+    follows_the_cpu_run("topk", &["--compression", "topk", "--cr", "0.05", "--warmup-steps", "2"]);
+}
+
+fn follows_the_cpu_run(tag: &str, extra: &[&str]) {
+    let root = common::tmpdir(&format!("cuda-train-{tag}"));
     let run = |device: &str| {
         let out = root.join(device);
         let mut c = scadles_mpirun(2);
@@ -276,7 +284,7 @@ fn train_device_cuda_under_mpirun_follows_the_cpu_run() {
             "train", "--device", device, "--model", "tinycnn", "--policy", "ddl", "--rates", "200,200", "--batch", "32",
             "--steps", "5", "--eval-every", "5", "--lr", "0.05", "--synthetic-train", "2000", "--synthetic-test", "500",
             "--seed", "7", "--out", out.to_str().unwrap(),
-        ]);
+        ]).args(extra);
         let o = common::run_with_limit(c, Duration::from_secs(300));
         let (so, se) = common::text(&o);
         assert!(o.status.success(), "--device {device}\nstdout:\n{so}\nstderr:\n{se}");
@@ -296,13 +304,16 @@ fn train_device_cuda_under_mpirun_follows_the_cpu_run() {
     assert_eq!(lg.iter().map(|r| r.0).collect::<Vec<_>>(), lc.iter().map(|r| r.0).collect::<Vec<_>>(), "global batches");
     for (i, ((_, g), (_, c))) in lg.iter().zip(&lc).enumerate() {
         let rel = ((g - c) / c).abs();
-        eprintln!("step {}: loss cuda {g} cpu {c} (rel {rel:.2e})", i + 1);
+        eprintln!("{tag} step {}: loss cuda {g} cpu {c} (rel {rel:.2e})", i + 1);
         assert!(g.is_finite() && rel <= 1e-2, "step {}: loss cuda {g} vs cpu {c}", i + 1);
     }
     let (fg, fc) = (sg["final_loss"].as_f64().unwrap(), sc["final_loss"].as_f64().unwrap());
     let rel = ((fg - fc) / fc).abs();
-    eprintln!("final test loss: cuda {fg} cpu {fc} (rel {rel:.2e})");
+    eprintln!("{tag} final test loss: cuda {fg} cpu {fc} (rel {rel:.2e})");
     assert!(fg.is_finite() && rel <= 1e-2, "final test loss cuda {fg} vs cpu {fc}");
     let (tg, tc) = (sg["final_top1"].as_f64().unwrap(), sc["final_top1"].as_f64().unwrap());
     assert!((tg - tc).abs() <= 0.02, "final top-1 cuda {tg} vs cpu {tc}");
+    // The same steps were compressed with the same k: the same values went over the wire.
+    assert_eq!(sg["floats_sent_total"], sc["floats_sent_total"], "{tag}: floats sent");
+    assert_eq!(sg["cnc_ratio"], sc["cnc_ratio"], "{tag}: CNC ratio");
 }

@@ -1,11 +1,13 @@
-//! Where a rank's training step computes (README "One step", 4 and 7): on the CPU model itself, or
-//! on the same network rebuilt on a GPU ([`GpuNet`]). Either way the batch is built on the host and
-//! the local gradient lands in a host buffer ([`Engine::host_grads`]: the CPU store's gradient
-//! buffer, or a pinned staging buffer for the GPU), so weighting, compression and the MPI exchange
-//! (`Aggregator`) run unchanged on the host; the aggregated gradient then goes back to the device
-//! for the SGD update. With CUDA the parameters live on the GPU; the CPU `Model` holds the layout
-//! (its parameters stay at their initial values).
+//! Where a rank's training step computes (README "One step", 4–7): on the CPU model itself, or on
+//! the same network rebuilt on a GPU ([`GpuNet`]). Either way the batch is built on the host. On
+//! the CPU the aggregation works on the store's gradient buffer; on the GPU the gradient, the
+//! error-feedback residual and the parameters stay on the device ([`super::device_grads`]): a
+//! dense step stages the gradient through pinned host memory around the allreduce, a compressed
+//! step moves only its (index, value) pairs. The CPU `Model` holds the layout (with CUDA its
+//! parameters stay at their initial values).
 use crate::backend::cuda::net::{DeviceTensor, GpuNet};
+use super::device_grads::{DeviceCompression, DeviceGrads};
+use super::grads::{Aggregator, Sent};
 use crate::backend::cuda::CudaBackend;
 use crate::data::{self, Dataset, Normalization};
 use crate::dist::inject::Received;
@@ -54,15 +56,15 @@ impl Compute {
 }
 
 /// The per-run state of a [`Compute`]: the CPU optimiser, or the network on the GPU with its
-/// momentum buffer and the pinned host buffer the gradient is staged through for MPI.
+/// momentum buffer, the pinned host buffer the gradient is staged through for MPI, and the
+/// device buffers of compressed steps.
 #[allow(clippy::large_enum_variant)] // one per run, made once: its size does not matter
 pub enum Engine<'a> {
     Cpu { opt: Sgd },
-    /// `staging` holds the local gradient after [`Engine::local_gradient`]: the aggregation works
-    /// on it in place ([`Engine::host_grads`]) and [`Engine::apply`] uploads it from there. Pinned
-    /// memory is what the copy engines read and write directly, at full link speed, and no
-    /// pageable copy of the gradient is kept besides it.
-    Cuda { be: &'a CudaBackend, net: GpuNet, staging: PinnedHostSlice<f32> },
+    /// Pinned memory is what the copy engines read and write directly, at full link speed; no
+    /// pageable copy of the gradient is kept besides it. `staged`: `staging` holds the gradient
+    /// for the host ([`Engine::host_grads`]) and [`Engine::apply`] uploads it first.
+    Cuda { be: &'a CudaBackend, net: GpuNet, staging: PinnedHostSlice<f32>, staged: bool, comp: DeviceCompression },
 }
 
 impl<'a> Engine<'a> {
@@ -73,7 +75,7 @@ impl<'a> Engine<'a> {
             Compute::Cuda { be, .. } => {
                 let net = GpuNet::new(be, model, momentum, weight_decay)?;
                 let staging = be.pinned(net.num_params())?;
-                Engine::Cuda { be, net, staging }
+                Engine::Cuda { be, net, staging, staged: false, comp: DeviceCompression::default() }
             }
         })
     }
@@ -86,9 +88,10 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Forward and backward of the local batch (stream samples plus injected ones) into
-    /// [`Self::host_grads`]. Returns the batch size and the mean loss over it; an empty batch gives
-    /// a zero gradient and loss 0. The CPU engine is [`super::local_gradient`].
+    /// Forward and backward of the local batch (stream samples plus injected ones) into the
+    /// engine's gradient buffer; returns when the gradient is complete. Returns the batch size and
+    /// the mean loss over it; an empty batch gives a zero gradient and loss 0. The CPU engine is
+    /// [`super::local_gradient`].
     #[allow(clippy::too_many_arguments)]
     pub fn local_gradient(
         &mut self,
@@ -101,13 +104,17 @@ impl<'a> Engine<'a> {
         rng: &mut rand::rngs::StdRng,
         x_buf: &mut Vec<f32>,
     ) -> Result<(usize, f64)> {
-        let (be, net, staging) = match self {
+        let (be, net) = match self {
             Engine::Cpu { .. } => return Ok(super::local_gradient(model, train, norm, samples, injected, augment, rng, x_buf)),
-            Engine::Cuda { be, net, staging } => (*be, net, staging),
+            Engine::Cuda { be, net, staged, .. } => {
+                *staged = false;
+                (*be, net)
+            }
         };
         let b = samples.len() + injected.labels.len();
         if b == 0 {
-            pinned_mut(staging)?.fill(0.0);
+            be.fill_zero(&mut net.grads_mut())?;
+            be.synchronize()?;
             return Ok((0, 0.0));
         }
         let labels = super::host_batch(train, norm, samples, injected, augment, rng, x_buf);
@@ -120,25 +127,53 @@ impl<'a> Engine<'a> {
         let mut d = be.zeros::<f32>(b * classes)?;
         let loss = be.softmax_cross_entropy(&logits.buf.as_view(), b, classes, &labels.as_view(), Some(&mut d.as_view_mut()))?;
         net.backward(be, DeviceTensor::new(d, vec![b, classes]))?;
-        net.stage_grads_to_host(be, staging)?;
+        // The step's compute time ends when the backward has run, not when it is queued.
+        be.synchronize()?;
         Ok((b, loss as f64))
     }
 
-    /// The local gradient on the host, where the aggregation weights, compresses and reduces it in
-    /// place: the CPU store's gradient buffer, or the pinned staging buffer of the GPU engine.
-    pub fn host_grads<'m>(&'m mut self, model: &'m mut Model) -> Result<&'m mut [f32]> {
+    /// Scales the local gradient by `weight` (r_i, Eq. 4a) and aggregates it across ranks in place
+    /// (Eq. 4b) with `agg`, where the gradient lives: the CPU store's buffer, or the GPU.
+    pub fn aggregate(&mut self, agg: &mut Aggregator, world: &World, model: &mut Model, weight: f32, step: u64, epoch: u64) -> Result<Sent> {
         match self {
-            Engine::Cpu { .. } => Ok(&mut model.store.grads),
-            Engine::Cuda { staging, .. } => pinned_mut(staging),
+            Engine::Cpu { .. } => agg.aggregate(world, &mut model.store.grads, weight, step, epoch),
+            Engine::Cuda { be, net, staging, staged, comp } => {
+                if *staged {
+                    net.stage_grads_from_host(be, staging)?;
+                    *staged = false;
+                }
+                let feedback = agg.feedback();
+                let mut side = DeviceGrads { be, g: net.grads_mut(), staging, comp, feedback };
+                agg.aggregate_on(world, &mut side, weight, step, epoch)
+            }
         }
     }
 
-    /// One SGD step with learning rate `lr` and the (aggregated) gradient in [`Self::host_grads`].
+    /// The local (or aggregated) gradient on the host, to read or change in place before
+    /// [`Self::apply`]: the CPU store's gradient buffer, or the GPU's gradient copied into the
+    /// pinned staging buffer (which `apply` then uploads).
+    pub fn host_grads<'m>(&'m mut self, model: &'m mut Model) -> Result<&'m mut [f32]> {
+        match self {
+            Engine::Cpu { .. } => Ok(&mut model.store.grads),
+            Engine::Cuda { be, net, staging, staged, .. } => {
+                if !*staged {
+                    net.stage_grads_to_host(be, staging)?;
+                    *staged = true;
+                }
+                be.pinned_host(staging)
+            }
+        }
+    }
+
+    /// One SGD step with learning rate `lr` and the (aggregated) gradient.
     pub fn apply(&mut self, model: &mut Model, lr: f32) -> Result<()> {
         match self {
             Engine::Cpu { opt } => opt.step(&mut model.store.params, &model.store.grads, lr),
-            Engine::Cuda { be, net, staging } => {
-                net.stage_grads_from_host(be, staging)?;
+            Engine::Cuda { be, net, staging, staged, .. } => {
+                if *staged {
+                    net.stage_grads_from_host(be, staging)?;
+                    *staged = false;
+                }
                 net.sgd(be, lr)?;
             }
         }
@@ -182,11 +217,6 @@ impl<'a> Engine<'a> {
             Engine::Cuda { be, net, .. } => net.params_to_host(be),
         }
     }
-}
-
-/// The pinned buffer as a host slice (waits for copies into it to finish).
-fn pinned_mut(p: &mut PinnedHostSlice<f32>) -> Result<&mut [f32]> {
-    p.as_mut_slice().map_err(|e| crate::error::Error::Cuda(format!("pinned gradient buffer: {e:?}")))
 }
 
 fn check_logits(logits: &DeviceTensor, b: usize, classes: usize) -> Result<()> {

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 pub mod bench;
 pub mod compare;
+pub mod device_grads;
 pub mod engine;
 pub mod eval;
 pub mod grads;
@@ -240,7 +241,7 @@ impl Run<'_> {
                 Policy::Ddl => 1.0 / ranks as f64,
             };
             let t1 = Instant::now();
-            let sent = agg.aggregate(world, engine.host_grads(&mut model)?, weight as f32, step, epoch)?;
+            let sent = engine.aggregate(&mut agg, world, &mut model, weight as f32, step, epoch)?;
             let comm_measured = t1.elapsed().as_secs_f64();
             // 7. Apply with the step's learning rate (Eq. 4c and the linear scaling rule).
             let lr_step = match cfg.policy {

@@ -1,0 +1,222 @@
+//! The aggregation's data side on the GPU ([`GradSide`] for the GPU engine): the gradient and the
+//! error-feedback residual stay on the device, and a compressed step moves only its pairs.
+//!
+//! | step | over PCIe |
+//! |---|---|
+//! | dense (no compression, warm-up, or the adaptive rule says dense) | the gradient, both ways (pinned staging around the allreduce) |
+//! | top-k, exact allgather | this rank's k pairs down, every rank's pairs up |
+//! | top-k, AR-Topk | the accumulated gradient down, the aggregate up (as a dense step) |
+//!
+//! A compressed step runs scale (Eq. 4a), residual accumulation, per-scope radix top-k and the
+//! norms the adaptive rule needs as kernels, downloads the selection, exchanges it with MPI, and
+//! scatter-adds every rank's pairs into the zeroed gradient one rank after another, so the sums at
+//! shared indices are formed in rank order as on the host and every rank ends with the same
+//! bits. The arithmetic is the host's ([`crate::compress::ErrorFeedback`]): g·r_i rounded, then
+//! a = residual + g rounded once, so a GPU run selects what a CPU run given the same gradient would.
+use super::grads::GradSide;
+use crate::backend::cuda::CudaBackend;
+use crate::compress::{k_for, CompressStats};
+use crate::dist::{sparse, World};
+use crate::error::{Error, Result};
+use cudarc::driver::{CudaSlice, CudaViewMut, PinnedHostSlice};
+use std::ops::Range;
+
+/// Device buffers of the compressed steps, made at the first one and kept for the run.
+#[derive(Default)]
+pub struct DeviceCompression {
+    /// The residual between steps; a = g + residual while a step is pending. `None` until the first
+    /// compressed step, and always without error feedback.
+    residual: Option<CudaSlice<f32>>,
+    /// The selection of the pending step, scope after scope (indices relative to their scope).
+    idx: Option<CudaSlice<u32>>,
+    val: Option<CudaSlice<f32>>,
+    /// Per-chunk ‖a‖² partial sums, scope after scope.
+    partials: Option<CudaSlice<f64>>,
+    pending: bool,
+}
+
+/// The GPU engine's gradient (`g`, the network's flat gradient buffer) with its pinned staging
+/// buffer and compression state, for one call of `Aggregator::aggregate_on`.
+pub struct DeviceGrads<'a> {
+    pub be: &'a CudaBackend,
+    pub g: CudaViewMut<'a, f32>,
+    pub staging: &'a mut PinnedHostSlice<f32>,
+    pub comp: &'a mut DeviceCompression,
+    /// Error feedback on (the residual is kept).
+    pub feedback: bool,
+}
+
+/// A device buffer of at least `len` values, reusing `slot` when it is large enough.
+fn ensure<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    be: &CudaBackend,
+    slot: &mut Option<CudaSlice<T>>,
+    len: usize,
+) -> Result<()> {
+    if slot.as_ref().is_none_or(|s| s.len() < len.max(1)) {
+        *slot = Some(be.zeros(len.max(1))?);
+    }
+    Ok(())
+}
+
+impl DeviceGrads<'_> {
+    /// Device → pinned staging (waits), for MPI or the host.
+    fn stage_down(&mut self) -> Result<()> {
+        self.be.stage_to_host(&self.g.as_view(), self.staging)
+    }
+
+    /// Pinned staging → device (queued ahead of the SGD kernel).
+    fn stage_up(&mut self) -> Result<()> {
+        self.be.stage_from_host(self.staging, &mut self.g)
+    }
+
+    fn residual(&mut self) -> Result<&mut CudaSlice<f32>> {
+        self.comp.residual.as_mut().ok_or_else(|| Error::Cuda("error-feedback residual used before the first compressed step".into()))
+    }
+}
+
+impl GradSide for DeviceGrads<'_> {
+    fn num_elements(&self) -> usize {
+        self.g.len()
+    }
+
+    fn scale(&mut self, w: f32) -> Result<()> {
+        self.be.scale_inplace(w, &mut self.g)
+    }
+
+    fn select(&mut self, scopes: &[Range<usize>], cr: f64, stats: bool, idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<CompressStats> {
+        let (be, n) = (self.be, self.g.len());
+        if self.comp.pending {
+            crate::bail!(Cuda, "top-k select called again before the previous step was committed (sparse or dense)");
+        }
+        if scopes.last().map_or(n != 0, |r| r.end != n) {
+            crate::bail!(Cuda, "top-k scopes do not cover the {n}-element gradient");
+        }
+        if self.feedback {
+            if self.comp.residual.is_none() {
+                self.comp.residual = Some(be.zeros(n.max(1))?);
+            }
+            let g = self.g.as_view();
+            let r = self.comp.residual.as_mut().expect("made above");
+            be.axpy(1.0, &g, &mut r.slice_mut(..n))?;
+        }
+        let ks: Vec<usize> = scopes.iter().map(|r| k_for(r.len(), cr)).collect();
+        let total_k: usize = ks.iter().sum();
+        let blocks: Vec<usize> = scopes.iter().map(|r| CudaBackend::sumsq_blocks(r.len())).collect();
+        ensure(be, &mut self.comp.idx, total_k)?;
+        ensure(be, &mut self.comp.val, total_k)?;
+        if stats {
+            ensure(be, &mut self.comp.partials, blocks.iter().sum())?;
+        }
+        let a = match (&self.comp.residual, self.feedback) {
+            (Some(r), true) => r.slice(..n),
+            _ => self.g.as_view(),
+        };
+        let (di, dv) = (self.comp.idx.as_mut().expect("ensured"), self.comp.val.as_mut().expect("ensured"));
+        let (mut o, mut p) = (0usize, 0usize);
+        for (s, r) in scopes.iter().enumerate() {
+            let x = a.slice(r.clone());
+            be.topk_into(&x, &mut di.slice_mut(o..o + ks[s]), &mut dv.slice_mut(o..o + ks[s]))?;
+            if stats {
+                let part = self.comp.partials.as_mut().expect("ensured");
+                be.sumsq_partials(&x, &mut part.slice_mut(p..p + blocks[s]))?;
+            }
+            o += ks[s];
+            p += blocks[s];
+        }
+        let h_idx = be.download(&di.slice(..total_k))?;
+        let h_val = be.download(&dv.slice(..total_k))?;
+        let h_part = if stats { be.download(&self.comp.partials.as_ref().expect("ensured").slice(..p))? } else { Vec::new() };
+        let mut st = CompressStats::default();
+        let (mut o, mut p) = (0usize, 0usize);
+        for (s, r) in scopes.iter().enumerate() {
+            let base = r.start as u32;
+            idx.extend(h_idx[o..o + ks[s]].iter().map(|&i| base + i));
+            val.extend_from_slice(&h_val[o..o + ks[s]]);
+            st.len += r.len();
+            st.k += ks[s];
+            if stats {
+                let norm_sq: f64 = h_part[p..p + blocks[s]].iter().sum();
+                let topk_sq: f64 = h_val[o..o + ks[s]].iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                st.norm_sq += norm_sq;
+                st.topk_norm_sq += topk_sq;
+                st.scope_norm_sum += norm_sq.sqrt();
+                st.topk_scope_norm_sum += topk_sq.sqrt();
+            }
+            o += ks[s];
+            p += blocks[s];
+        }
+        self.comp.pending = true;
+        Ok(st)
+    }
+
+    fn commit_sparse(&mut self, sent: &[u32]) -> Result<()> {
+        if !self.comp.pending {
+            crate::bail!(Cuda, "sparse commit without a pending top-k select");
+        }
+        if self.feedback && !sent.is_empty() {
+            let n = self.g.len();
+            if let Some(&bad) = sent.iter().find(|&&i| i as usize >= n) {
+                crate::bail!(Cuda, "sent index {bad} is outside the gradient of {n} elements");
+            }
+            let d = self.be.upload(sent)?;
+            let be = self.be;
+            be.scatter_zero(&d.slice(..), &mut self.residual()?.slice_mut(..n))?;
+        }
+        self.comp.pending = false;
+        Ok(())
+    }
+
+    fn commit_dense(&mut self) -> Result<()> {
+        if !self.comp.pending {
+            crate::bail!(Cuda, "dense commit without a pending top-k select");
+        }
+        if self.feedback {
+            let (be, n) = (self.be, self.g.len());
+            let r = self.comp.residual.as_mut().expect("a pending step with feedback has a residual");
+            be.copy(&r.slice(..n), &mut self.g)?;
+            be.fill_zero(&mut r.slice_mut(..n))?;
+        }
+        self.comp.pending = false;
+        Ok(())
+    }
+
+    fn allreduce(&mut self, world: &World) -> Result<()> {
+        self.stage_down()?;
+        world.allreduce_sum_f32(self.be.pinned_host(self.staging)?);
+        self.stage_up()
+    }
+
+    fn allgather_add(&mut self, world: &World, idx: &[u32], val: &[f32]) -> Result<Vec<u64>> {
+        let (be, n) = (self.be, self.g.len());
+        let gathered = sparse::sparse_allgather(world, idx, val, n)?;
+        let (all_idx, all_val) = gathered.unpacked();
+        be.fill_zero(&mut self.g)?;
+        if !all_idx.is_empty() {
+            let (di, dv) = (be.upload(&all_idx)?, be.upload(&all_val)?);
+            // One launch per rank: a rank's indices are distinct, so within a launch no two
+            // additions meet, and across launches the stream orders them by rank.
+            for (r, &c) in gathered.counts.iter().enumerate() {
+                let (s, e) = (gathered.offset(r), gathered.offset(r) + c as usize);
+                be.scatter_add(&di.slice(s..e), &dv.slice(s..e), 1.0, &mut self.g)?;
+            }
+        }
+        Ok(gathered.counts)
+    }
+
+    fn ar_topk(&mut self, world: &World, step: u64, idx: &[u32]) -> Result<Vec<u32>> {
+        let n = self.g.len();
+        // The accumulated gradient a goes to the host (the residual with feedback, g without).
+        if self.feedback {
+            let be = self.be;
+            let r = self.comp.residual.as_ref().expect("a pending step with feedback has a residual");
+            be.stage_to_host(&r.slice(..n), self.staging)?;
+        } else {
+            self.stage_down()?;
+        }
+        let mut dense = vec![0.0f32; n];
+        let j = sparse::ar_topk_allreduce(world, step, idx, self.be.pinned_host(self.staging)?, &mut dense)?;
+        self.be.pinned_host(self.staging)?.copy_from_slice(&dense);
+        self.stage_up()?;
+        Ok(j)
+    }
+}

@@ -1,0 +1,135 @@
+//! The aggregation on the GPU (`train::device_grads`: scale, error-feedback residual, per-scope
+//! radix top-k, norms, exact sparse exchange with rank-ordered scatter-add, AR-Topk, dense
+//! allreduce through pinned staging) against the host aggregation, step by step under
+//! `mpirun -np 2`: the same random gradients go through both on every rank and the aggregated
+//! gradients, the dense/sparse decisions and the pair counts must agree. Several steps in a row
+//! check the residuals too, since each step's selection depends on the residual the last one left.
+//! Without a GPU the test prints `SKIPPED (no GPU): ...` and passes.
+mod common;
+use common::*;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use scadles::backend::cuda::{probe, CudaBackend};
+use scadles::compress::{Compression, TopkScope};
+use scadles::config::{RunConfig, SparseMode};
+use scadles::dist::World;
+use scadles::models::{self, Shape};
+use scadles::train::device_grads::{DeviceCompression, DeviceGrads};
+use scadles::train::Aggregator;
+use std::time::Duration;
+
+const CHILD: &str = "SCADLES_CUDA_AGG_CHILD";
+const OK_MARK: &str = "CUDA-AGG-OK";
+
+#[test]
+fn gpu_aggregation_equals_host_aggregation_under_mpirun() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    if let Err(why) = probe() {
+        eprintln!("SKIPPED (no GPU): cuda_aggregation ({why})");
+        return;
+    }
+    let mut c = mpirun(2);
+    c.env(CHILD, "1");
+    c.arg(std::env::current_exe().unwrap()).arg("--exact").arg("child_cuda_aggregation").arg("--nocapture").arg("--test-threads=1");
+    let o = run_with_limit(c, Duration::from_secs(300));
+    let (so, se) = text(&o);
+    eprintln!("{so}\n{se}");
+    assert!(o.status.success(), "the GPU aggregation check failed under 2 ranks");
+    assert_eq!(so.matches(OK_MARK).count(), 2, "both ranks must report success");
+}
+
+/// One configuration: `steps` steps of the same random gradients through the host and the device
+/// aggregation. Returns (compressed steps, dense steps) for the coverage check.
+fn check(world: &World, be: &CudaBackend, what: &str, cfg: &RunConfig, steps: u64, fails: &mut Vec<String>) -> (u32, u32) {
+    let model = models::build("tinycnn", Shape::Cifar, 10, 1).unwrap();
+    let n = model.num_params();
+    let mut host = Aggregator::new(cfg, &model.store).unwrap();
+    let mut dev = Aggregator::new(cfg, &model.store).unwrap();
+    let mut g_dev = be.zeros::<f32>(n).unwrap();
+    let mut staging = be.pinned(n).unwrap();
+    let mut comp = DeviceCompression::default();
+    let rank = world.rank();
+    let weight = if rank == 0 { 0.25f32 } else { 0.75 };
+    let (mut sparse_steps, mut dense_steps) = (0, 0);
+    for step in 1..=steps {
+        // Per-tensor magnitudes that differ by orders, so per-layer and global top-k differ.
+        let mut rng = StdRng::seed_from_u64(1000 * step + rank as u64);
+        let mut g = vec![0.0f32; n];
+        for (t, r) in model.store.ranges().into_iter().enumerate() {
+            let s = 10f32.powi(t as i32 % 4 - 2);
+            g[r].iter_mut().for_each(|v| *v = s * (rng.gen::<f32>() - 0.5));
+        }
+        be.upload_into(&g, &mut g_dev.slice_mut(..)).unwrap();
+        let hs = host.aggregate(world, &mut g, weight, step, 0).unwrap();
+        let mut side = DeviceGrads { be, g: g_dev.slice_mut(..), staging: &mut staging, comp: &mut comp, feedback: cfg.ef };
+        let ds = dev.aggregate_on(world, &mut side, weight, step, 0).unwrap();
+        let got = be.download(&g_dev).unwrap();
+        if hs.compressed != ds.compressed || hs.counts != ds.counts || hs.values_total != ds.values_total {
+            fails.push(format!("{what} step {step}: host sent {hs:?}, device {ds:?}"));
+        }
+        let scale = g.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let (at, err) = got.iter().zip(&g).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0.0f32), |m, (i, e)| if e > m.1 { (i, e) } else { m });
+        // The same roundings on both sides (scale, one add, top-k, rank-ordered sums); allow a
+        // last-bit difference from the sums of a dense allreduce.
+        if err > 1e-6 * scale {
+            fails.push(format!("{what} step {step}: aggregated gradient differs by {err:e} at {at} (host {}, device {}; max {scale:e})", g[at], got[at]));
+        }
+        if hs.compressed {
+            sparse_steps += 1;
+        } else {
+            dense_steps += 1;
+        }
+        if rank == 0 {
+            println!("{what} step {step}: {} max diff {err:e} (max {scale:e})", if hs.compressed { "sparse" } else { "dense" });
+        }
+    }
+    (sparse_steps, dense_steps)
+}
+
+#[test]
+fn child_cuda_aggregation() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let world = World::init();
+    let devices = probe().expect("the parent saw a GPU");
+    let be = CudaBackend::new(world.rank() % devices).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
+    let mut fails = Vec::new();
+    let base = RunConfig { cr: 0.05, warmup_steps: 2, ..RunConfig::default() };
+    let cases: Vec<(&str, RunConfig)> = vec![
+        ("dense", RunConfig { compression: Compression::None, ..base.clone() }),
+        ("topk layer ef", RunConfig { compression: Compression::Topk, ..base.clone() }),
+        ("topk global ef", RunConfig { compression: Compression::Topk, topk_scope: TopkScope::Global, ..base.clone() }),
+        ("topk layer no-ef", RunConfig { compression: Compression::Topk, ef: false, ..base.clone() }),
+        ("adaptive delta 0.3", RunConfig { compression: Compression::Adaptive, delta: 0.3, ..base.clone() }),
+        ("adaptive delta 0.99", RunConfig { compression: Compression::Adaptive, delta: 0.99, ..base.clone() }),
+        ("ar-topk ef", RunConfig { compression: Compression::Topk, sparse_mode: SparseMode::ArTopk, ..base.clone() }),
+    ];
+    let (mut sparse, mut dense) = (0, 0);
+    for (what, cfg) in &cases {
+        let (s, d) = check(&world, &be, what, cfg, 6, &mut fails);
+        sparse += s;
+        dense += d;
+    }
+    if sparse == 0 || dense == 0 {
+        fails.push(format!("coverage: {sparse} sparse and {dense} dense steps; both kinds must run"));
+    }
+    let any = world.any(!fails.is_empty());
+    for f in &fails {
+        eprintln!("rank {}: {f}", world.rank());
+    }
+    if !any {
+        println!("{OK_MARK} rank {}", world.rank());
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    world.barrier();
+    // SAFETY: every rank calls it once, after its last MPI call (see tests/mpi_sparse.rs).
+    unsafe {
+        mpi::ffi::MPI_Finalize();
+    }
+    if any {
+        std::process::exit(1);
+    }
+}
