@@ -88,6 +88,8 @@ try:
 except ImportError:
     print("torchvision: not installed (bench_torch.py builds the same models in plain torch)")'
     fi
+    echo "== bundled Open MPI: CUDA support (dense steps pass device buffers to MPI when it is built in)"
+    "$B/mpi/bin/ompi_info" --parsable --all 2>/dev/null | grep -i "cuda_support" || echo "ompi_info: no CUDA support entries"
     echo "== ldd scadles"
     ldd "$B/scadles"
 }

@@ -1,6 +1,7 @@
 //! The aggregation on the GPU (`train::device_grads`: scale, error-feedback residual, per-scope
 //! radix top-k, norms, exact sparse exchange with rank-ordered scatter-add, AR-Topk, dense
-//! allreduce through pinned staging) against the host aggregation, step by step under
+//! allreduce through pinned staging, or on device memory with a CUDA-aware MPI) against the host
+//! aggregation, step by step under
 //! `mpirun -np 2`: the same random gradients go through both on every rank and the aggregated
 //! gradients, the dense/sparse decisions and the pair counts must agree. Several steps in a row
 //! check the residuals too, since each step's selection depends on the residual the last one left.
@@ -41,7 +42,7 @@ fn gpu_aggregation_equals_host_aggregation_under_mpirun() {
 
 /// One configuration: `steps` steps of the same random gradients through the host and the device
 /// aggregation. Returns (compressed steps, dense steps) for the coverage check.
-fn check(world: &World, be: &CudaBackend, what: &str, cfg: &RunConfig, steps: u64, fails: &mut Vec<String>) -> (u32, u32) {
+fn check(world: &World, be: &CudaBackend, what: &str, cfg: &RunConfig, cuda_aware: bool, steps: u64, fails: &mut Vec<String>) -> (u32, u32) {
     let model = models::build("tinycnn", Shape::Cifar, 10, 1).unwrap();
     let n = model.num_params();
     let mut host = Aggregator::new(cfg, &model.store).unwrap();
@@ -62,7 +63,7 @@ fn check(world: &World, be: &CudaBackend, what: &str, cfg: &RunConfig, steps: u6
         }
         be.upload_into(&g, &mut g_dev.slice_mut(..)).unwrap();
         let hs = host.aggregate(world, &mut g, weight, step, 0).unwrap();
-        let mut side = DeviceGrads { be, g: g_dev.slice_mut(..), staging: &mut staging, comp: &mut comp, feedback: cfg.ef };
+        let mut side = DeviceGrads { be, g: g_dev.slice_mut(..), staging: &mut staging, comp: &mut comp, feedback: cfg.ef, cuda_aware };
         let ds = dev.aggregate_on(world, &mut side, weight, step, 0).unwrap();
         let got = be.download(&g_dev).unwrap();
         if hs.compressed != ds.compressed || hs.counts != ds.counts || hs.values_total != ds.values_total {
@@ -108,9 +109,17 @@ fn child_cuda_aggregation() {
     ];
     let (mut sparse, mut dense) = (0, 0);
     for (what, cfg) in &cases {
-        let (s, d) = check(&world, &be, what, cfg, 6, &mut fails);
+        let (s, d) = check(&world, &be, what, cfg, false, 6, &mut fails);
         sparse += s;
         dense += d;
+    }
+    // Dense and adaptive steps with the device buffer handed to MPI, where the library allows it.
+    if world.all(scadles::dist::mpi_cuda_support()) {
+        for (what, cfg) in cases.iter().filter(|(w, _)| w.starts_with("dense") || w.starts_with("adaptive")) {
+            check(&world, &be, &format!("{what}, CUDA-aware MPI"), cfg, true, 6, &mut fails);
+        }
+    } else if world.is_root() {
+        println!("the MPI library is not CUDA-aware: dense steps were checked through pinned staging only");
     }
     if sparse == 0 || dense == 0 {
         fails.push(format!("coverage: {sparse} sparse and {dense} dense steps; both kinds must run"));

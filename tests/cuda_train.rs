@@ -300,6 +300,9 @@ fn follows_the_cpu_run(tag: &str, extra: &[&str]) {
     assert!(devs.iter().all(|d| d.as_str().unwrap().starts_with("cuda:")), "{devs:?}");
     assert!(se.lines().any(|l| l.starts_with("device: ") && l.contains("cuda:")), "rank 0 names the GPUs:\n{se}");
     assert_eq!(sc["device"], "cpu");
+    let path = sg["gradient_path"].as_str().unwrap();
+    assert!(path.starts_with("pinned host staging") || path.starts_with("GPU memory"), "{path}");
+    assert!(se.lines().any(|l| l.starts_with("gradient exchange: ")), "rank 0 says how gradients reach MPI:\n{se}");
     assert_eq!(lg.len(), 5);
     assert_eq!(lg.iter().map(|r| r.0).collect::<Vec<_>>(), lc.iter().map(|r| r.0).collect::<Vec<_>>(), "global batches");
     for (i, ((_, g), (_, c))) in lg.iter().zip(&lc).enumerate() {

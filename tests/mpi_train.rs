@@ -242,4 +242,6 @@ fn summary_names_the_device_of_every_rank() {
     let s = read_json(&out.join("summary.json"));
     assert_eq!(s["device"], "cpu");
     assert_eq!(s["devices"], serde_json::json!(["cpu", "cpu"]));
+    assert_eq!(s["gradient_path"], "host memory");
+    assert!(!se.contains("gradient exchange:"), "the GPU transport line is for GPU runs only:\n{se}");
 }

@@ -14,6 +14,28 @@ pub mod sparse;
 
 static UNIVERSE: OnceLock<Option<mpi::environment::Universe>> = OnceLock::new();
 
+/// Whether the MPI library takes GPU memory in its collectives (CUDA-aware). The environment decides
+/// when `SCADLES_CUDA_AWARE_MPI` is `1` or `0`; otherwise the library's own
+/// `MPIX_Query_cuda_support()` (Open MPI ≥ 2, MPICH ≥ 4), looked up at run time so that any MPI
+/// links, answers after `MPI_Init`; a library without it is taken as not CUDA-aware.
+pub fn mpi_cuda_support() -> bool {
+    match std::env::var("SCADLES_CUDA_AWARE_MPI").as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
+    // SAFETY: dlsym on the global namespace with a NUL-terminated name; the symbol, when present,
+    // is `int MPIX_Query_cuda_support(void)`, callable any time after MPI_Init.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"MPIX_Query_cuda_support".as_ptr());
+        if f.is_null() {
+            return false;
+        }
+        let query: extern "C" fn() -> std::ffi::c_int = std::mem::transmute(f);
+        query() != 0
+    }
+}
+
 /// The process's MPI world. Cheap to clone (a communicator handle).
 pub struct World {
     comm: SimpleCommunicator,
@@ -79,6 +101,41 @@ impl World {
                 );
             }
         }
+    }
+
+    /// In-place SUM allreduce of `len` f32 values in GPU memory at `ptr`, for an MPI library that
+    /// accepts device pointers ([`mpi_cuda_support`]).
+    ///
+    /// # Safety
+    /// `ptr` must point to `len` f32 values of device memory that stay allocated and untouched by
+    /// queued GPU work for the duration of the call (synchronise the stream first), and the MPI
+    /// library must be CUDA-aware.
+    pub unsafe fn allreduce_sum_f32_device(&self, ptr: u64, len: usize) {
+        if self.size() == 1 || len == 0 {
+            return;
+        }
+        let step = i32::MAX as usize / 2;
+        let mut off = 0;
+        while off < len {
+            let n = step.min(len - off);
+            // SAFETY: the caller's contract; every rank calls this with the same length in order.
+            unsafe {
+                mpi::ffi::MPI_Allreduce(
+                    self.in_place,
+                    (ptr as usize + off * 4) as *mut _,
+                    n as i32,
+                    mpi::ffi::RSMPI_FLOAT,
+                    mpi::ffi::RSMPI_SUM,
+                    self.comm.as_raw(),
+                );
+            }
+            off += n;
+        }
+    }
+
+    /// True on every rank when `local` is true on every rank.
+    pub fn all(&self, local: bool) -> bool {
+        !self.any(!local)
     }
 
     /// SUM allreduce of a few f64 values.

@@ -3,7 +3,7 @@
 //!
 //! | step | over PCIe |
 //! |---|---|
-//! | dense (no compression, warm-up, or the adaptive rule says dense) | the gradient, both ways (pinned staging around the allreduce) |
+//! | dense (no compression, warm-up, or the adaptive rule says dense) | the gradient, both ways (pinned staging around the allreduce); nothing with a CUDA-aware MPI, which reduces the device buffer itself |
 //! | top-k, exact allgather | this rank's k pairs down, every rank's pairs up |
 //! | top-k, AR-Topk | the accumulated gradient down, the aggregate up (as a dense step) |
 //!
@@ -44,6 +44,8 @@ pub struct DeviceGrads<'a> {
     pub comp: &'a mut DeviceCompression,
     /// Error feedback on (the residual is kept).
     pub feedback: bool,
+    /// The MPI library takes device pointers: dense steps allreduce the gradient where it is.
+    pub cuda_aware: bool,
 }
 
 /// A device buffer of at least `len` values, reusing `slot` when it is large enough.
@@ -181,6 +183,16 @@ impl GradSide for DeviceGrads<'_> {
     }
 
     fn allreduce(&mut self, world: &World) -> Result<()> {
+        if self.cuda_aware {
+            // MPI reads and writes the buffer outside this stream: everything queued must be done.
+            self.be.synchronize()?;
+            let n = self.g.len();
+            let (ptr, _record) = cudarc::driver::DevicePtrMut::device_ptr_mut(&mut self.g, self.be.stream());
+            // SAFETY: `ptr` is this view's `len` f32s of device memory, held mutably for the call
+            // with no work queued on it; the library reported CUDA support (`mpi_cuda_support`).
+            unsafe { world.allreduce_sum_f32_device(ptr, n) };
+            return Ok(());
+        }
         self.stage_down()?;
         world.allreduce_sum_f32(self.be.pinned_host(self.staging)?);
         self.stage_up()

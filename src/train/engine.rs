@@ -64,7 +64,8 @@ pub enum Engine<'a> {
     /// Pinned memory is what the copy engines read and write directly, at full link speed; no
     /// pageable copy of the gradient is kept besides it. `staged`: `staging` holds the gradient
     /// for the host ([`Engine::host_grads`]) and [`Engine::apply`] uploads it first.
-    Cuda { be: &'a CudaBackend, net: GpuNet, staging: PinnedHostSlice<f32>, staged: bool, comp: DeviceCompression },
+    /// `cuda_aware`: dense steps hand the device buffer to a CUDA-aware MPI instead of staging it.
+    Cuda { be: &'a CudaBackend, net: GpuNet, staging: PinnedHostSlice<f32>, staged: bool, comp: DeviceCompression, cuda_aware: bool },
 }
 
 impl<'a> Engine<'a> {
@@ -75,9 +76,31 @@ impl<'a> Engine<'a> {
             Compute::Cuda { be, .. } => {
                 let net = GpuNet::new(be, model, momentum, weight_decay)?;
                 let staging = be.pinned(net.num_params())?;
-                Engine::Cuda { be, net, staging, staged: false, comp: DeviceCompression::default() }
+                Engine::Cuda { be, net, staging, staged: false, comp: DeviceCompression::default(), cuda_aware: false }
             }
         })
+    }
+
+    /// Lets dense steps pass the GPU gradient to MPI directly; only for a CUDA-aware library, and
+    /// the same on every rank. No effect on the CPU engine.
+    pub fn set_cuda_aware_mpi(&mut self, on: bool) {
+        if let Engine::Cuda { cuda_aware, .. } = self {
+            *cuda_aware = on;
+        }
+    }
+
+    /// Whether this engine trains on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        matches!(self, Engine::Cuda { .. })
+    }
+
+    /// How the gradient reaches MPI (summary.json's `gradient_path`).
+    pub fn gradient_path(&self) -> &'static str {
+        match self {
+            Engine::Cpu { .. } => "host memory",
+            Engine::Cuda { cuda_aware: true, .. } => "GPU memory (CUDA-aware MPI); top-k pairs through the host",
+            Engine::Cuda { .. } => "pinned host staging for dense steps; top-k pairs through the host",
+        }
     }
 
     /// Seeds the GPU's dropout masks; each rank passes its own seed, as each rank's CPU generator
@@ -137,13 +160,13 @@ impl<'a> Engine<'a> {
     pub fn aggregate(&mut self, agg: &mut Aggregator, world: &World, model: &mut Model, weight: f32, step: u64, epoch: u64) -> Result<Sent> {
         match self {
             Engine::Cpu { .. } => agg.aggregate(world, &mut model.store.grads, weight, step, epoch),
-            Engine::Cuda { be, net, staging, staged, comp } => {
+            Engine::Cuda { be, net, staging, staged, comp, cuda_aware } => {
                 if *staged {
                     net.stage_grads_from_host(be, staging)?;
                     *staged = false;
                 }
                 let feedback = agg.feedback();
-                let mut side = DeviceGrads { be, g: net.grads_mut(), staging, comp, feedback };
+                let mut side = DeviceGrads { be, g: net.grads_mut(), staging, comp, feedback, cuda_aware: *cuda_aware };
                 agg.aggregate_on(world, &mut side, weight, step, epoch)
             }
         }

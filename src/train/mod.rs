@@ -70,6 +70,8 @@ pub struct Summary {
     pub device: String,
     /// Every rank's device (index = rank).
     pub devices: Vec<String>,
+    /// How rank 0's gradient reached MPI: host memory, pinned staging, or GPU memory.
+    pub gradient_path: String,
     pub out_dir: String,
 }
 
@@ -182,6 +184,12 @@ impl Run<'_> {
         let mut model = models::build(&cfg.model, cfg.shape, cfg.num_classes, cfg.seed)?;
         let mut engine = Engine::new(self.compute, &model, cfg.momentum as f32, cfg.weight_decay as f32)?;
         engine.seed_dropout(cfg.seed ^ (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // Device buffers go to MPI directly only when every rank trains on a GPU and its library
+        // says it is CUDA-aware (a collective, so every rank asks).
+        engine.set_cuda_aware_mpi(world.all(engine.on_gpu() && crate::dist::mpi_cuda_support()));
+        if world.is_root() && engine.on_gpu() {
+            eprintln!("gradient exchange: {}", engine.gradient_path());
+        }
         let devices = world.allgather_strings(&self.compute.label());
         let sched = MultiStep { base: cfg.lr, milestones: cfg.milestones.clone(), gamma: cfg.gamma };
         let base_batch = cfg.base_batch_for(ranks);
@@ -351,6 +359,7 @@ impl Run<'_> {
             blas: crate::backend::cpu::blas_name().to_string(),
             device: devices.first().cloned().unwrap_or_default(),
             devices,
+            gradient_path: engine.gradient_path().to_string(),
             out_dir: self.out.display().to_string(),
         };
         self.write_outputs(&out, Some(&summary))?;
