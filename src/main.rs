@@ -109,6 +109,12 @@ fn main() {
                 Err(e) => println!("cuda: unavailable ({e}); the CPU backend will be used"),
             }
             println!("cpu: {} threads available, GEMM: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), scadles::backend::cpu::blas_name());
+            let w = World::init();
+            let lib = World::library_version();
+            let aware = if scadles::dist::mpi_cuda_support() { "yes (dense GPU steps pass device buffers)" } else { "no (dense GPU steps stage through pinned host memory)" };
+            let lib = lib.lines().next().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default();
+            println!("mpi: rank {} of {}, {lib}; CUDA-aware: {aware}", w.rank(), w.size());
+            World::finalize();
             0
         }
     };

@@ -245,3 +245,25 @@ fn summary_names_the_device_of_every_rank() {
     assert_eq!(s["gradient_path"], "host memory");
     assert!(!se.contains("gradient exchange:"), "the GPU transport line is for GPU runs only:\n{se}");
 }
+
+/// `scadles devices` under mpirun: every rank reports the MPI library and whether dense GPU steps
+/// would hand it device buffers; `SCADLES_CUDA_AWARE_MPI` overrides the library's answer.
+#[test]
+fn devices_reports_mpi_and_its_cuda_support() {
+    for (env, want) in [(Some("1"), "CUDA-aware: yes"), (Some("0"), "CUDA-aware: no"), (None, "CUDA-aware: ")] {
+        let mut c = mpirun(2);
+        if let Some(v) = env {
+            c.env("SCADLES_CUDA_AWARE_MPI", v);
+        } else {
+            c.env_remove("SCADLES_CUDA_AWARE_MPI");
+        }
+        c.arg(bin()).arg("devices");
+        let o = run_with_limit(c, Duration::from_secs(120));
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
+        for r in 0..2 {
+            let line = so.lines().find(|l| l.starts_with(&format!("mpi: rank {r} of 2, "))).unwrap_or_else(|| panic!("rank {r} has no mpi line:\n{so}"));
+            assert!(line.contains(want), "SCADLES_CUDA_AWARE_MPI={env:?}: {line}");
+        }
+    }
+}
