@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the whole test suite: unit tests, PyTorch-reference
-# tests, multi-rank tests under mpirun (2, 3 and 4 ranks) and the NVRTC compile test of every kernel.
+# tests, multi-rank tests under mpirun (2, 3 and 4 ranks), the NVRTC compile test of every kernel and
+# the CPU emulation of every kernel (g++).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# g++ (C++20) runs the CUDA kernels under CPU emulation (tests/kernel_emulation.rs).
+if ! command -v g++ >/dev/null && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends g++ >/dev/null \
+    || echo "test: g++ unavailable: the kernel emulation test will be skipped" >&2
+fi
 # NVRTC 13.0 from PyPI compiles the CUDA kernels in the test suite (no GPU needed).
 if [ -z "${SCADLES_NVRTC_DIR:-}" ] && [ -x scripts/install_nvrtc.sh ]; then
   SCADLES_NVRTC_DIR=$(./scripts/install_nvrtc.sh | tail -n 1) && export SCADLES_NVRTC_DIR || true
