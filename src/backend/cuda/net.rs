@@ -450,7 +450,7 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
                 crate::bail!(Cuda, "conv2d: input has {c} channels, expected {c_in}");
             }
             let s = Conv2dShape { n, c_in: c, h, w, c_out: *c_out, kh: *k, kw: *k, stride: *stride, pad: *pad };
-            let mut y = be.zeros::<f32>(s.out_len())?;
+            let mut y = be.output::<f32>(s.out_len())?;
             let wv = f.params.slice(weight.range());
             let bv = bias.map(|b| f.params.slice(b.range()));
             be.conv2d_forward(&s, &x.buf.as_view(), &wv, bv.as_ref(), &mut y.as_view_mut())?;
@@ -463,11 +463,11 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
             if ch != *c {
                 crate::bail!(Cuda, "batchnorm: input has {ch} channels, expected {c}");
             }
-            let mut y = be.zeros::<f32>(x.len())?;
+            let mut y = be.output::<f32>(x.len())?;
             let (g, b) = (f.params.slice(gamma.range()), f.params.slice(beta.range()));
             if f.train && n > 0 {
-                let mut sm = be.zeros::<f32>(*c)?;
-                let mut si = be.zeros::<f32>(*c)?;
+                let mut sm = be.output::<f32>(*c)?;
+                let mut si = be.output::<f32>(*c)?;
                 // Running variance is allocated right after the running mean.
                 let (mut lo, mut hi) = f.buffers.split_at_mut(running_var.offset);
                 let mut rm = lo.slice_mut(running_mean.range());
@@ -486,7 +486,7 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
             Ok(DeviceTensor::new(y, x.shape.clone()))
         }
         GpuLayer::Relu { y: keep } => {
-            let mut y = be.zeros::<f32>(x.len())?;
+            let mut y = be.output::<f32>(x.len())?;
             be.relu_forward(&x.buf.as_view(), &mut y.as_view_mut())?;
             let out = DeviceTensor::new(y, x.shape.clone());
             *keep = f.train.then(|| out.clone());
@@ -495,8 +495,8 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
         GpuLayer::MaxPool { k, stride, pad, argmax, in_shape } => {
             let (n, c, h, w) = dims4("maxpool2d", &x.shape)?;
             let s = Pool2dShape { n, c, h, w, k: *k, stride: *stride, pad: *pad };
-            let mut y = be.zeros::<f32>(s.out_len())?;
-            let mut am = be.zeros::<u32>(s.out_len())?;
+            let mut y = be.output::<f32>(s.out_len())?;
+            let mut am = be.output::<u32>(s.out_len())?;
             be.maxpool_forward(&s, &x.buf.as_view(), &mut y.as_view_mut(), &mut am.as_view_mut())?;
             *argmax = Some(am);
             *in_shape = x.shape.clone();
@@ -504,7 +504,7 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
         }
         GpuLayer::AvgPool { oh, ow, in_shape } => {
             let (n, c, h, w) = dims4("adaptive_avgpool2d", &x.shape)?;
-            let mut y = be.zeros::<f32>(n * c * *oh * *ow)?;
+            let mut y = be.output::<f32>(n * c * *oh * *ow)?;
             be.adaptive_avgpool_forward(n, c, h, w, *oh, *ow, &x.buf.as_view(), &mut y.as_view_mut())?;
             *in_shape = x.shape.clone();
             Ok(DeviceTensor::new(y, vec![n, c, *oh, *ow]))
@@ -520,7 +520,7 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
             if x.shape.len() != 2 || x.shape[1] != *in_f {
                 crate::bail!(Cuda, "linear: input shape {:?}, expected [n, {in_f}]", x.shape);
             }
-            let mut y = be.zeros::<f32>(n * *out_f)?;
+            let mut y = be.output::<f32>(n * *out_f)?;
             let wv = f.params.slice(weight.range());
             let bv = bias.map(|b| f.params.slice(b.range()));
             be.linear_forward(n, *in_f, *out_f, &x.buf.as_view(), &wv, bv.as_ref(), &mut y.as_view_mut())?;
@@ -532,8 +532,8 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
             if !f.train || *p == 0.0 {
                 return Ok(x);
             }
-            let mut y = be.zeros::<f32>(x.len())?;
-            let mut m = be.zeros::<u8>(x.len())?;
+            let mut y = be.output::<f32>(x.len())?;
+            let mut m = be.output::<u8>(x.len())?;
             be.dropout_forward(*p, f.seeds.next(), &x.buf.as_view(), &mut y.as_view_mut(), &mut m.as_view_mut())?;
             *mask = Some(m);
             Ok(DeviceTensor::new(y, x.shape.clone()))
@@ -547,9 +547,9 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
             if m.shape != identity.shape {
                 crate::bail!(Cuda, "residual: main branch {:?} and shortcut {:?} differ", m.shape, identity.shape);
             }
-            let mut sum = be.zeros::<f32>(m.len())?;
+            let mut sum = be.output::<f32>(m.len())?;
             be.pack_weighted(1.0, &m.buf.as_view(), &identity.buf.as_view(), &mut sum.as_view_mut())?;
-            let mut y = be.zeros::<f32>(m.len())?;
+            let mut y = be.output::<f32>(m.len())?;
             be.relu_forward(&sum.as_view(), &mut y.as_view_mut())?;
             let out = DeviceTensor::new(y, m.shape.clone());
             *keep = f.train.then(|| out.clone());
@@ -577,7 +577,7 @@ fn backward_one(b: &mut Bwd, layer: &mut GpuLayer, dy: DeviceTensor) -> Result<O
             let x = saved("conv2d", keep.take())?;
             let (n, _, h, w) = dims4("conv2d", &x.shape)?;
             let s = Conv2dShape { n, c_in: *c_in, h, w, c_out: *c_out, kh: *k, kw: *k, stride: *stride, pad: *pad };
-            let mut dx = if *need_dx { Some(be.zeros::<f32>(x.len())?) } else { None };
+            let mut dx = if *need_dx { Some(be.output::<f32>(x.len())?) } else { None };
             let wv = b.params.slice(weight.range());
             let mut dxv = dx.as_mut().map(|d| d.as_view_mut());
             with_grad_pair(b.grads, *weight, *bias, |dw, db| {
@@ -589,7 +589,7 @@ fn backward_one(b: &mut Bwd, layer: &mut GpuLayer, dy: DeviceTensor) -> Result<O
             let x = saved("batchnorm", keep.take())?;
             let (sm, si) = saved("batchnorm", stats.take())?;
             let (n, _, h, w) = dims4("batchnorm", &x.shape)?;
-            let mut dx = be.zeros::<f32>(x.len())?;
+            let mut dx = be.output::<f32>(x.len())?;
             let g = b.params.slice(gamma.range());
             with_grad_pair(b.grads, *gamma, Some(*beta), |dg, db| {
                 let db = db.ok_or_else(|| Error::Cuda("batchnorm: beta gradient view".into()))?;
@@ -602,7 +602,7 @@ fn backward_one(b: &mut Bwd, layer: &mut GpuLayer, dy: DeviceTensor) -> Result<O
         }
         GpuLayer::Relu { y: keep } => {
             let y = saved("relu", keep.take())?;
-            let mut dx = be.zeros::<f32>(y.len())?;
+            let mut dx = be.output::<f32>(y.len())?;
             be.relu_backward(&y.buf.as_view(), &dy.buf.as_view(), &mut dx.as_view_mut())?;
             Ok(Some(DeviceTensor::new(dx, y.shape.clone())))
         }
@@ -610,13 +610,13 @@ fn backward_one(b: &mut Bwd, layer: &mut GpuLayer, dy: DeviceTensor) -> Result<O
             let am = saved("maxpool2d", argmax.take())?;
             let (n, c, h, w) = dims4("maxpool2d", in_shape)?;
             let s = Pool2dShape { n, c, h, w, k: *k, stride: *stride, pad: *pad };
-            let mut dx = be.zeros::<f32>(n * c * h * w)?;
+            let mut dx = be.output::<f32>(n * c * h * w)?;
             be.maxpool_backward(&s, &dy.buf.as_view(), &am.as_view(), &mut dx.as_view_mut())?;
             Ok(Some(DeviceTensor::new(dx, in_shape.clone())))
         }
         GpuLayer::AvgPool { oh, ow, in_shape } => {
             let (n, c, h, w) = dims4("adaptive_avgpool2d", in_shape)?;
-            let mut dx = be.zeros::<f32>(n * c * h * w)?;
+            let mut dx = be.output::<f32>(n * c * h * w)?;
             be.adaptive_avgpool_backward(n, c, h, w, *oh, *ow, &dy.buf.as_view(), &mut dx.as_view_mut())?;
             Ok(Some(DeviceTensor::new(dx, in_shape.clone())))
         }
@@ -624,7 +624,7 @@ fn backward_one(b: &mut Bwd, layer: &mut GpuLayer, dy: DeviceTensor) -> Result<O
         GpuLayer::Linear { in_f, out_f, weight, bias, x: keep } => {
             let x = saved("linear", keep.take())?;
             let n = x.shape[0];
-            let mut dx = be.zeros::<f32>(x.len())?;
+            let mut dx = be.output::<f32>(x.len())?;
             let wv = b.params.slice(weight.range());
             with_grad_pair(b.grads, *weight, *bias, |dw, db| {
                 be.linear_backward(n, *in_f, *out_f, &x.buf.as_view(), &wv, &dy.buf.as_view(), Some(&mut dx.as_view_mut()), dw, db)
@@ -635,14 +635,14 @@ fn backward_one(b: &mut Bwd, layer: &mut GpuLayer, dy: DeviceTensor) -> Result<O
             // The forward was the identity (evaluation mode or p = 0), and so is the backward.
             None => Ok(Some(dy)),
             Some(m) => {
-                let mut dx = be.zeros::<f32>(dy.len())?;
+                let mut dx = be.output::<f32>(dy.len())?;
                 be.dropout_backward(*p, &m.as_view(), &dy.buf.as_view(), &mut dx.as_view_mut())?;
                 Ok(Some(DeviceTensor::new(dx, dy.shape.clone())))
             }
         },
         GpuLayer::Residual { main, shortcut, y: keep } => {
             let y = saved("residual", keep.take())?;
-            let mut ds = be.zeros::<f32>(y.len())?;
+            let mut ds = be.output::<f32>(y.len())?;
             be.relu_backward(&y.buf.as_view(), &dy.buf.as_view(), &mut ds.as_view_mut())?;
             let dsum = DeviceTensor::new(ds, y.shape.clone());
             let d_short = match shortcut {
@@ -653,7 +653,7 @@ fn backward_one(b: &mut Bwd, layer: &mut GpuLayer, dy: DeviceTensor) -> Result<O
             let (Some(dm), Some(dsh)) = (d_main, d_short) else {
                 crate::bail!(Cuda, "residual: a branch produced no input gradient");
             };
-            let mut dx = be.zeros::<f32>(dm.len())?;
+            let mut dx = be.output::<f32>(dm.len())?;
             be.pack_weighted(1.0, &dm.buf.as_view(), &dsh.buf.as_view(), &mut dx.as_view_mut())?;
             Ok(Some(DeviceTensor::new(dx, dm.shape.clone())))
         }
@@ -765,7 +765,7 @@ impl GpuNet {
             [n, c] => (n, c),
             _ => crate::bail!(Cuda, "{}: logits have shape {:?}, expected [n, classes]", self.name, logits.shape),
         };
-        let mut d = be.zeros::<f32>(n * classes)?;
+        let mut d = be.output::<f32>(n * classes)?;
         // Waits for the stream (it downloads the loss), which closes the forward phase.
         let loss = be.softmax_cross_entropy(&logits.buf.as_view(), n, classes, &labels.as_view(), Some(&mut d.as_view_mut()))?;
         let t1 = Instant::now();
