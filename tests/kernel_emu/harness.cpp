@@ -283,6 +283,9 @@ static emu::LaunchConfig elementwise(size_t len) {
 }
 /// ops.rs `per_row`: one block of BLOCK threads per row.
 static emu::LaunchConfig per_row(size_t rows) { return {{(u32)rows, 1, 1}, {BLOCK, 1, 1}, 0}; }
+/// ops.rs `per_channel`: one block of BN_BLOCK threads per channel (the batch-norm reductions).
+static const u32 BN_BLOCK = 1024;
+static emu::LaunchConfig per_channel(size_t c) { return {{(u32)c, 1, 1}, {BN_BLOCK, 1, 1}, 0}; }
 /// ops.rs `Capped::capped`.
 static emu::LaunchConfig capped(emu::LaunchConfig c, size_t cap) {
     c.grid.x = std::min<u32>(c.grid.x, (u32)std::max<size_t>(cap, 1));
@@ -649,7 +652,7 @@ static void test_batchnorm(size_t n, size_t c, size_t hw) {
         Buf<float> bx("x", x), bg("gamma", gamma), bb("beta", beta), y("y", len, NaNf), sm("save_mean", c, NaNf),
             si("save_invstd", c, NaNf), rm("running_mean", rm0), rv("running_var", rv0);
         const BnParams p{(u32)n, (u32)c, (u32)hw, eps, mom};
-        run("batchnorm_fwd_train", per_row(c), batchnorm_fwd_train, p, bx.p(), bg.p(), bb.p(), y.p(), sm.p(), si.p(), rm.p(), rv.p());
+        run("batchnorm_fwd_train", per_channel(c), batchnorm_fwd_train, p, bx.p(), bg.p(), bb.p(), y.p(), sm.p(), si.p(), rm.p(), rv.p());
         vector<double> wy(len), wrm(c), wrv(c);
         double yscale = 0;  // y is one fma x*a + b per element: its rounding scales with |x*a| and |b|
         for (size_t ch = 0; ch < c; ch++) {
@@ -689,7 +692,7 @@ static void test_batchnorm(size_t n, size_t c, size_t hw) {
         Buf<float> bx("x", x), bdy("dy", dy), bg("gamma", gamma), sm("save_mean", smf), si("save_invstd", sif),
             dx("dx", len, NaNf), dg("dgamma", c, NaNf), db("dbeta", c, NaNf);
         const BnParams p{(u32)n, (u32)c, (u32)hw, 0.0f, 0.0f};
-        run("batchnorm_bwd", per_row(c), batchnorm_bwd, p, bx.p(), bdy.p(), bg.p(), sm.p(), si.p(), dx.p(), dg.p(), db.p());
+        run("batchnorm_bwd", per_channel(c), batchnorm_bwd, p, bx.p(), bdy.p(), bg.p(), sm.p(), si.p(), dx.p(), dg.p(), db.p());
         // d/dx of y = gamma * (x - mean) * invstd + beta through the batch statistics:
         //   dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
         vector<double> wdx(len), wdg(c), wdb(c);
@@ -1349,7 +1352,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     std::printf("kernel emulation: real kernels/*.cu on CPU threads (shim.h), double-precision references\n");
     // The launch constants mirrored from ops.rs (tests/kernel_emulation.rs compares them with it).
-    std::printf("CONST BLOCK %u\nCONST TOPK_CHUNK %u\nCONST SUMSQ_CHUNK %u\n", BLOCK, TOPK_CHUNK, SUMSQ_CHUNK);
+    std::printf("CONST BLOCK %u\nCONST BN_BLOCK %u\nCONST TOPK_CHUNK %u\nCONST SUMSQ_CHUNK %u\n", BLOCK, BN_BLOCK, TOPK_CHUNK, SUMSQ_CHUNK);
     emu_selfcheck();
     gemm_tests();
     conv_tests();

@@ -50,6 +50,16 @@ fn per_row(rows: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// Threads per block of the batch-norm reductions: one block per channel streams all n·hw values
+/// of its channel (three passes forward, two backward), and with `BLOCK` threads too few loads
+/// would be in flight per SM for the large planes of the early layers.
+const BN_BLOCK: u32 = 1024;
+
+/// One block of `BN_BLOCK` threads per channel.
+fn per_channel(c: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (BN_BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
 /// The i-th value (from 0) of the SplitMix64 stream started at `seed` (Steele, Lea & Flood 2014):
 /// the hash from which `kernels/dropout.cu` draws element i's keep/drop decision, mirrored for the
 /// host, which also draws the per-forward mask seeds from it.
@@ -585,7 +595,7 @@ impl CudaBackend {
         l.arg(&p).arg(x).arg(gamma).arg(beta).arg(y).arg(save_mean).arg(save_invstd).arg(running_mean).arg(running_var);
         // SAFETY: matches batchnorm_fwd_train's nine arguments in order; one block per channel,
         // per-channel buffers hold c values and x, y hold n*c*hw (checked above).
-        drv("batchnorm_fwd_train", unsafe { l.launch(per_row(c)) }).map(|_| ())
+        drv("batchnorm_fwd_train", unsafe { l.launch(per_channel(c)) }).map(|_| ())
     }
 
     /// Evaluation-mode forward with the running statistics (as `cpu::batchnorm2d_forward_eval`).
@@ -657,7 +667,7 @@ impl CudaBackend {
         let mut l = self.stream.launch_builder(&f);
         l.arg(&p).arg(x).arg(dy).arg(gamma).arg(save_mean).arg(save_invstd).arg(dx).arg(dgamma).arg(dbeta);
         // SAFETY: matches batchnorm_bwd's nine arguments; one block per channel; lengths checked.
-        drv("batchnorm_bwd", unsafe { l.launch(per_row(c)) }).map(|_| ())
+        drv("batchnorm_bwd", unsafe { l.launch(per_channel(c)) }).map(|_| ())
     }
 
     // ---- activation ------------------------------------------------------------------------------
