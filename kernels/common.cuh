@@ -97,6 +97,14 @@ struct TopkParams {
 };
 static_assert(sizeof(TopkParams) == 20, "TopkParams layout");
 
+/// Segmented top-k and sums of squares over `nseg` consecutive segments of one buffer, cut into
+/// `nblocks` blocks of at most `chunk` values that never straddle a segment (the block table);
+/// `shift` is the radix pass's byte position.
+struct SegParams {
+    u32 nseg, nblocks, chunk, shift;
+};
+static_assert(sizeof(SegParams) == 16, "SegParams layout");
+
 /// Inverted dropout over `len` values. Element i is dropped when the upper 32 bits of its hash
 /// (the i-th value of the SplitMix64 stream started at the seed) are below `threshold` =
 /// ceil(p * 2^32), i.e. with probability p; kept values are multiplied by `scale` = 1/(1 - p). The
@@ -120,12 +128,6 @@ struct ScatterParams {
     float scale;
 };
 static_assert(sizeof(ScatterParams) == 12, "ScatterParams layout");
-
-/// Per-chunk sums of squares over `len` values, `chunk` consecutive values per block.
-struct NormParams {
-    u32 len, chunk;
-};
-static_assert(sizeof(NormParams) == 8, "NormParams layout");
 
 // ---------------------------------------------------------------------------------------------
 // Reductions

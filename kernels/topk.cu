@@ -148,3 +148,153 @@ extern "C" __global__ void topk_compact(const TopkParams p, const float* __restr
         __syncthreads();  // wg/we are rewritten by the next tile
     }
 }
+
+// ---- segmented: one top-k per segment of one buffer, all segments in the same launches ----------
+// The per-layer scope of top-k compression selects k_s of every parameter tensor; tensors number in
+// the hundreds, so one launch sequence per tensor would cost thousands of launches per step. Here
+// the buffer is cut into blocks of at most p.chunk values inside one segment (the block table:
+// blk_seg[b], blk_start[b]; segment s spans [seg_bounds[s], seg_bounds[s+1])). Each segment has
+// its own radix state (state[4s..4s+3] = prefix, mask, rank still to find, unused) and histogram
+// (hist[256s..256s+255]); segment s's pairs go to out[seg_out[s] ..] with GLOBAL indices in
+// increasing order, so the concatenation over segments is what one top-k per segment in turn
+// would give. The exclusive scan of the per-block counts is `topk_scan` over all blocks; a block
+// subtracts the scan value of its segment's first block (seg_first[s]).
+
+__device__ __forceinline__ u32 seg_block_end(const SegParams& p, const u32* seg_bounds, u32 s, u32 start) {
+    return min(start + p.chunk, seg_bounds[s + 1]);
+}
+
+/// hist[256s + byte] += elements of block b's range (segment s) that match s's prefix.
+extern "C" __global__ void topk_seg_hist(const SegParams p, const float* __restrict__ x, const u32* __restrict__ blk_seg,
+                                         const u32* __restrict__ blk_start, const u32* __restrict__ seg_bounds,
+                                         const u32* __restrict__ state, u32* __restrict__ hist) {
+    __shared__ u32 h[256];
+    for (u32 i = threadIdx.x; i < 256; i += blockDim.x) h[i] = 0;
+    __syncthreads();
+    const u32 s = blk_seg[blockIdx.x], start = blk_start[blockIdx.x];
+    const u32 end = seg_block_end(p, seg_bounds, s, start);
+    const u32 prefix = state[4 * s], mask = state[4 * s + 1];
+    for (u32 i = start + threadIdx.x; i < end; i += blockDim.x) {
+        const u32 bits = ABS_BITS(x[i]);
+        if ((bits & mask) == prefix) atomicAdd(&h[(bits >> p.shift) & 255u], 1u);
+    }
+    __syncthreads();
+    for (u32 i = threadIdx.x; i < 256; i += blockDim.x)
+        if (h[i]) atomicAdd(&hist[256 * s + i], h[i]);
+}
+
+/// `topk_pick` for segment s = blockIdx.x: extends its prefix by the byte holding its k-th
+/// largest and clears its histogram for the next pass.
+extern "C" __global__ void topk_seg_pick(const SegParams p, u32* __restrict__ hist, u32* __restrict__ state) {
+    const u32 s = blockIdx.x;
+    u32* hs = hist + 256 * s;
+    u32* st = state + 4 * s;
+    if (threadIdx.x == 0) {
+        const u32 k_rem = st[2];
+        u32 above = 0;
+        for (int b = 255; b >= 0; b--) {
+            const u32 c = hs[b];
+            if (above + c >= k_rem) {
+                st[0] |= (u32)b << p.shift;
+                st[1] |= 255u << p.shift;
+                st[2] = k_rem - above;
+                break;
+            }
+            above += c;
+        }
+    }
+    __syncthreads();
+    for (u32 i = threadIdx.x; i < 256; i += blockDim.x) hs[i] = 0;
+}
+
+/// counts[2b] / counts[2b+1] = elements of block b's range with |x| > T_s / == T_s.
+extern "C" __global__ void topk_seg_count(const SegParams p, const float* __restrict__ x, const u32* __restrict__ blk_seg,
+                                          const u32* __restrict__ blk_start, const u32* __restrict__ seg_bounds,
+                                          const u32* __restrict__ state, u32* __restrict__ counts) {
+    const u32 s = blk_seg[blockIdx.x], start = blk_start[blockIdx.x];
+    const u32 end = seg_block_end(p, seg_bounds, s, start);
+    const u32 t = state[4 * s];
+    u32 gt = 0, eq = 0;
+    for (u32 base = start; base < end; base += blockDim.x) {
+        const u32 i = base + threadIdx.x;
+        const u32 bits = i < end ? ABS_BITS(x[i]) : 0u;
+        gt += __syncthreads_count(i < end && bits > t);
+        eq += __syncthreads_count(i < end && bits == t);
+    }
+    if (threadIdx.x == 0) {
+        counts[2 * blockIdx.x] = gt;
+        counts[2 * blockIdx.x + 1] = eq;
+    }
+}
+
+/// `topk_compact` per segment: block b writes its kept elements of segment s at
+///   seg_out[s] + (kept greater before, within s) + min(equal before within s, need_s).
+extern "C" __global__ void topk_seg_compact(const SegParams p, const float* __restrict__ x, const u32* __restrict__ blk_seg,
+                                            const u32* __restrict__ blk_start, const u32* __restrict__ seg_bounds,
+                                            const u32* __restrict__ seg_out, const u32* __restrict__ seg_first,
+                                            const u32* __restrict__ state, const u32* __restrict__ offsets,
+                                            u32* __restrict__ out_idx, float* __restrict__ out_val) {
+    __shared__ u32 wg[32], we[32];
+    const u32 s = blk_seg[blockIdx.x], start = blk_start[blockIdx.x];
+    const u32 end = seg_block_end(p, seg_bounds, s, start);
+    const u32 t = state[4 * s], need = state[4 * s + 2], out0 = seg_out[s], f = seg_first[s];
+    const u32 lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    u32 gt_base = offsets[2 * blockIdx.x] - offsets[2 * f];
+    u32 eq_base = offsets[2 * blockIdx.x + 1] - offsets[2 * f + 1];
+    for (u32 base = start; base < end; base += blockDim.x) {
+        const u32 i = base + threadIdx.x;
+        const float v = i < end ? x[i] : 0.0f;
+        const u32 bits = ABS_BITS(v);
+        const bool is_gt = i < end && bits > t, is_eq = i < end && bits == t;
+        const u32 bg = __ballot_sync(0xffffffffu, is_gt), be = __ballot_sync(0xffffffffu, is_eq);
+        const u32 lt = (1u << lane) - 1u;
+        if (lane == 0) {
+            wg[wid] = __popc(bg);
+            we[wid] = __popc(be);
+        }
+        __syncthreads();
+        u32 og = 0, oe = 0, tg = 0, te = 0;
+        for (u32 w = 0; w < nw; w++) {
+            if (w < wid) {
+                og += wg[w];
+                oe += we[w];
+            }
+            tg += wg[w];
+            te += we[w];
+        }
+        const u32 gt_before = gt_base + og + __popc(bg & lt);
+        const u32 eq_before = eq_base + oe + __popc(be & lt);
+        if (is_gt || (is_eq && eq_before < need)) {
+            const u32 pos = out0 + gt_before + min(eq_before, need);
+            out_idx[pos] = i;
+            out_val[pos] = v;
+        }
+        gt_base += tg;
+        eq_base += te;
+        __syncthreads();  // wg/we are rewritten by the next tile
+    }
+}
+
+/// partial[b] = sum of x[i]^2 in double over block b's range (the adaptive rule's per-segment
+/// norms: the host adds a segment's partials in block order). blockDim.x a multiple of 32.
+extern "C" __global__ void topk_seg_sumsq(const SegParams p, const float* __restrict__ x, const u32* __restrict__ blk_seg,
+                                          const u32* __restrict__ blk_start, const u32* __restrict__ seg_bounds,
+                                          double* __restrict__ partial) {
+    __shared__ double part[32];
+    const u32 s = blk_seg[blockIdx.x], start = blk_start[blockIdx.x];
+    const u32 end = seg_block_end(p, seg_bounds, s, start);
+    double acc = 0.0;
+    for (u32 i = start + threadIdx.x; i < end; i += blockDim.x) {
+        const double v = (double)x[i];
+        acc = fma(v, v, acc);
+    }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    const u32 lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) part[wid] = acc;
+    __syncthreads();
+    if (wid == 0) {
+        acc = lane < nw ? part[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0) partial[blockIdx.x] = acc;
+    }
+}

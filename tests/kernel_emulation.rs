@@ -97,9 +97,13 @@ fn run(exe: &Path) -> (Option<i32>, String) {
     }
 }
 
-/// The value of `const NAME: u32 = <int>;` or `= <int> << <int>;` in `src`, if present.
+/// The value of `[pub(...)] const NAME: u32 = <int>;` or `= <int> << <int>;` in `src`, if present.
 fn rust_const(src: &str, name: &str) -> Option<u64> {
-    let line = src.lines().map(str::trim).find(|l| l.starts_with(&format!("const {name}: ")))?;
+    let decl = format!("const {name}: ");
+    let line = src.lines().map(str::trim).find(|l| {
+        let l = l.strip_prefix("pub(super) ").or_else(|| l.strip_prefix("pub(crate) ")).or_else(|| l.strip_prefix("pub ")).unwrap_or(l);
+        l.starts_with(&decl)
+    })?;
     let expr = line.split_once('=')?.1.trim().trim_end_matches(';').replace('_', "");
     match expr.split_once("<<") {
         Some((a, b)) => Some(a.trim().parse::<u64>().ok()? << b.trim().parse::<u32>().ok()?),

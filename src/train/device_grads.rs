@@ -7,13 +7,14 @@
 //! | top-k, exact allgather | this rank's k pairs down, every rank's pairs up |
 //! | top-k, AR-Topk | the accumulated gradient down, the aggregate up (as a dense step) |
 //!
-//! A compressed step runs scale (Eq. 4a), residual accumulation, per-scope radix top-k and the
-//! norms the adaptive rule needs as kernels, downloads the selection, exchanges it with MPI, and
+//! A compressed step runs scale (Eq. 4a), residual accumulation, the radix top-k of every scope
+//! at once (`backend::cuda::segtopk`) and the norms the adaptive rule needs as kernels, downloads the selection, exchanges it with MPI, and
 //! scatter-adds every rank's pairs into the zeroed gradient one rank after another, so the sums at
 //! shared indices are formed in rank order as on the host and every rank ends with the same
 //! bits. The arithmetic is the host's ([`crate::compress::ErrorFeedback`]): g·r_i rounded, then
 //! a = residual + g rounded once, so a GPU run selects what a CPU run given the same gradient would.
 use super::grads::GradSide;
+use crate::backend::cuda::segtopk::SegmentPlan;
 use crate::backend::cuda::CudaBackend;
 use crate::compress::{k_for, CompressStats};
 use crate::dist::{sparse, World};
@@ -27,11 +28,12 @@ pub struct DeviceCompression {
     /// The residual between steps; a = g + residual while a step is pending. `None` until the first
     /// compressed step, and always without error feedback.
     residual: Option<CudaSlice<f32>>,
-    /// The selection of the pending step, scope after scope (indices relative to their scope).
+    /// The selection of the pending step, scope after scope (global indices).
     idx: Option<CudaSlice<u32>>,
     val: Option<CudaSlice<f32>>,
-    /// Per-chunk ‖a‖² partial sums, scope after scope.
-    partials: Option<CudaSlice<f64>>,
+    /// The segmented top-k over the scopes (made at the first compressed step, remade if the
+    /// scopes or their k change).
+    plan: Option<SegmentPlan>,
     pending: bool,
 }
 
@@ -102,50 +104,39 @@ impl GradSide for DeviceGrads<'_> {
             be.axpy(1.0, &g, &mut r.slice_mut(..n))?;
         }
         let ks: Vec<usize> = scopes.iter().map(|r| k_for(r.len(), cr)).collect();
-        let total_k: usize = ks.iter().sum();
-        let blocks: Vec<usize> = scopes.iter().map(|r| CudaBackend::sumsq_blocks(r.len())).collect();
+        if !self.comp.plan.as_ref().is_some_and(|p| p.matches(scopes, &ks)) {
+            self.comp.plan = Some(SegmentPlan::new(be, scopes, &ks)?);
+        }
+        let plan = self.comp.plan.as_mut().expect("made above");
+        let total_k = plan.total_k();
         ensure(be, &mut self.comp.idx, total_k)?;
         ensure(be, &mut self.comp.val, total_k)?;
-        if stats {
-            ensure(be, &mut self.comp.partials, blocks.iter().sum())?;
-        }
         let a = match (&self.comp.residual, self.feedback) {
             (Some(r), true) => r.slice(..n),
             _ => self.g.as_view(),
         };
         let (di, dv) = (self.comp.idx.as_mut().expect("ensured"), self.comp.val.as_mut().expect("ensured"));
-        let (mut o, mut p) = (0usize, 0usize);
-        for (s, r) in scopes.iter().enumerate() {
-            let x = a.slice(r.clone());
-            be.topk_into(&x, &mut di.slice_mut(o..o + ks[s]), &mut dv.slice_mut(o..o + ks[s]))?;
-            if stats {
-                let part = self.comp.partials.as_mut().expect("ensured");
-                be.sumsq_partials(&x, &mut part.slice_mut(p..p + blocks[s]))?;
-            }
-            o += ks[s];
-            p += blocks[s];
-        }
+        be.segmented_topk(plan, &a, &mut di.slice_mut(..total_k), &mut dv.slice_mut(..total_k))?;
+        let norms = if stats {
+            be.segmented_sumsq(plan, &a)?;
+            plan.segment_sums(&be.segmented_partials(plan)?)
+        } else {
+            Vec::new()
+        };
         let h_idx = be.download(&di.slice(..total_k))?;
         let h_val = be.download(&dv.slice(..total_k))?;
-        let h_part = if stats { be.download(&self.comp.partials.as_ref().expect("ensured").slice(..p))? } else { Vec::new() };
-        let mut st = CompressStats::default();
-        let (mut o, mut p) = (0usize, 0usize);
-        for (s, r) in scopes.iter().enumerate() {
-            let base = r.start as u32;
-            idx.extend(h_idx[o..o + ks[s]].iter().map(|&i| base + i));
-            val.extend_from_slice(&h_val[o..o + ks[s]]);
-            st.len += r.len();
-            st.k += ks[s];
-            if stats {
-                let norm_sq: f64 = h_part[p..p + blocks[s]].iter().sum();
-                let topk_sq: f64 = h_val[o..o + ks[s]].iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-                st.norm_sq += norm_sq;
+        idx.extend_from_slice(&h_idx);
+        val.extend_from_slice(&h_val);
+        let mut st = CompressStats { len: n, k: total_k, ..Default::default() };
+        if stats {
+            for (s, &k) in ks.iter().enumerate() {
+                let o = plan.out_offset(s);
+                let topk_sq: f64 = h_val[o..o + k].iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                st.norm_sq += norms[s];
                 st.topk_norm_sq += topk_sq;
-                st.scope_norm_sum += norm_sq.sqrt();
+                st.scope_norm_sum += norms[s].sqrt();
                 st.topk_scope_norm_sum += topk_sq.sqrt();
             }
-            o += ks[s];
-            p += blocks[s];
         }
         self.comp.pending = true;
         Ok(st)

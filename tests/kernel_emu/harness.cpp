@@ -271,7 +271,6 @@ static const float NaNf = std::numeric_limits<float>::quiet_NaN();
 
 constexpr u32 BLOCK = 256;          // ops.rs BLOCK
 constexpr u32 TOPK_CHUNK = 4096;    // ops.rs TOPK_CHUNK
-constexpr u32 SUMSQ_CHUNK = 1u << 16;  // ops.rs SUMSQ_CHUNK
 constexpr size_t H100_SMS = 132;    // CudaBackend::sm_count on an H100 SXM
 
 static size_t div_ceil(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -1028,18 +1027,6 @@ static void pack_tests() {
             Case c("axpy", fmt("len3000 w%g", wt), 1e-6);
             c.close("y", y.p(), want);
         }
-    if (selected("sumsq_partial"))  // sumsq_partials
-        for (size_t n : {1000ul, 65536ul, 150000ul}) {
-            const vector<float> x = randn(n, 3.0);
-            const size_t blocks = div_ceil(n, SUMSQ_CHUNK);
-            vector<double> want(blocks, 0.0);
-            for (size_t i = 0; i < n; i++) want[i / SUMSQ_CHUNK] += (double)x[i] * x[i];
-            Buf<float> bx("x", x);
-            Buf<double> part("partial", blocks, std::numeric_limits<double>::quiet_NaN());
-            run("sumsq_partial", per_row(blocks), sumsq_partial, NormParams{(u32)n, SUMSQ_CHUNK}, bx.p(), part.p());
-            Case c("sumsq_partial", fmt("len%zu (%zu blocks)", n, blocks), 1e-12);
-            c.close("partial", part.p(), want);
-        }
     // scatter_add / scatter_zero: repeated indices (as from several ranks) and out-of-range ones.
     const size_t dense_len = 500, count = 700;
     vector<u32> idx(count);
@@ -1261,6 +1248,139 @@ static void test_topk_scan(size_t nblocks) {
     cs.exact("offsets", counts.p(), want);
 }
 
+/// Mirrors segtopk.rs `CudaBackend::segmented_topk` (and `segmented_sumsq`) launch by launch:
+/// segments of the given lengths tile x; segment s keeps k_s = ks[s] values. Reference: per
+/// segment, order by (magnitude desc, index asc), take k_s, sort by index; the concatenation over
+/// segments with global indices. Also checks each segment's final radix state and the per-block
+/// sums of squares.
+static void test_seg_topk(const vector<float>& x, const vector<size_t>& lens, const vector<size_t>& ks, const string& what) {
+    const size_t nseg = lens.size();
+    vector<u32> bounds(nseg + 1, 0);
+    for (size_t s = 0; s < nseg; s++) bounds[s + 1] = bounds[s] + (u32)lens[s];
+    if (bounds[nseg] != x.size()) emu::fatal("test_seg_topk: segments do not tile x");
+    // Block table (segtopk.rs `block_table`), written out independently.
+    vector<u32> blk_seg, blk_start, seg_first(nseg), seg_out(nseg);
+    size_t total_k = 0;
+    for (size_t s = 0; s < nseg; s++) {
+        seg_first[s] = (u32)blk_seg.size();
+        seg_out[s] = (u32)total_k;
+        total_k += ks[s];
+        for (u32 at = bounds[s]; at < bounds[s + 1]; at += TOPK_CHUNK) blk_seg.push_back((u32)s), blk_start.push_back(at);
+    }
+    const size_t nb = blk_seg.size();
+    vector<u32> widx, wstate;
+    vector<float> wval;
+    for (size_t s = 0; s < nseg; s++) {
+        const size_t k = ks[s];
+        if (k == 0) {  // an empty segment: every pick takes byte 255 with nothing to find
+            for (u32 v : {0xffffffffu, 0xffffffffu, 0u, 0u}) wstate.push_back(v);
+            continue;
+        }
+        vector<u32> order(lens[s]);
+        std::iota(order.begin(), order.end(), bounds[s]);
+        std::stable_sort(order.begin(), order.end(), [&](u32 a, u32 b) { return mag_greater(x[a], x[b]); });
+        vector<u32> sel(order.begin(), order.begin() + k);
+        std::sort(sel.begin(), sel.end());
+        for (u32 i : sel) widx.push_back(i), wval.push_back(x[i]);
+        const u32 T = mag_bits(x[order[k - 1]]);
+        u32 above = 0;
+        for (u32 i = bounds[s]; i < bounds[s + 1]; i++) above += mag_bits(x[i]) > T;
+        for (u32 v : {T, 0xffffffffu, (u32)k - above, 0u}) wstate.push_back(v);
+    }
+    const string desc = fmt("%zu segments, len%zu, k%zu, %zu blocks: %s", nseg, x.size(), total_k, nb, what.c_str());
+    Buf<float> bx("x", x);
+    Buf<u32> bseg("blk_seg", blk_seg), bstart("blk_start", blk_start), bbounds("seg_bounds", bounds), bout("seg_out", seg_out),
+        bfirst("seg_first", seg_first), state("state", 4 * nseg, 0u), hist("hist", 256 * nseg, 0u), counts("counts", 2 * nb, 0xffffffffu);
+    for (size_t s = 0; s < nseg; s++) state[4 * s + 2] = (u32)ks[s];
+    const emu::LaunchConfig blocks{{(u32)nb, 1, 1}, {BLOCK, 1, 1}, 0};
+    {
+        Case cp("topk_seg_pick", desc, 0);
+        Case ch("topk_seg_hist", desc, 0);
+        for (u32 shift : {24u, 16u, 8u, 0u}) {
+            const SegParams p{(u32)nseg, (u32)nb, TOPK_CHUNK, shift};
+            vector<u32> wh(256 * nseg, 0);
+            for (size_t s = 0; s < nseg; s++)
+                for (u32 i = bounds[s]; i < bounds[s + 1]; i++)
+                    if ((mag_bits(x[i]) & state[4 * s + 1]) == state[4 * s]) wh[256 * s + ((mag_bits(x[i]) >> shift) & 255u)]++;
+            run("topk_seg_hist", blocks, topk_seg_hist, p, (const float*)bx.p(), (const u32*)bseg.p(), (const u32*)bstart.p(),
+                (const u32*)bbounds.p(), (const u32*)state.p(), hist.p());
+            ch.exact(fmt("hist(shift %u)", shift).c_str(), hist.p(), wh);
+            run("topk_seg_pick", per_row(nseg), topk_seg_pick, p, hist.p(), state.p());
+            cp.exact(fmt("hist cleared(shift %u)", shift).c_str(), hist.p(), vector<u32>(256 * nseg, 0));
+        }
+        cp.exact("final {T, mask, need} per segment", state.p(), wstate);
+    }
+    const SegParams p{(u32)nseg, (u32)nb, TOPK_CHUNK, 0};
+    vector<u32> wc(2 * nb, 0);
+    for (size_t b = 0; b < nb; b++) {
+        const u32 s = blk_seg[b], end = std::min(blk_start[b] + TOPK_CHUNK, bounds[s + 1]);
+        for (u32 i = blk_start[b]; i < end; i++) {
+            wc[2 * b] += mag_bits(x[i]) > wstate[4 * s];
+            wc[2 * b + 1] += mag_bits(x[i]) == wstate[4 * s];
+        }
+    }
+    {
+        run("topk_seg_count", blocks, topk_seg_count, p, (const float*)bx.p(), (const u32*)bseg.p(), (const u32*)bstart.p(),
+            (const u32*)bbounds.p(), (const u32*)state.p(), counts.p());
+        Case c("topk_seg_count", desc, 0);
+        c.exact("counts", counts.p(), wc);
+    }
+    // segtopk.rs runs the plain topk_scan over all blocks (checked on its own in test_topk_scan).
+    const TopkParams sp{0, 0, 0, 0, (u32)nb};
+    run("topk_scan", emu::LaunchConfig{{1, 1, 1}, {1024, 1, 1}, 0}, topk_scan, sp, counts.p());
+    {
+        Buf<u32> oi("out_idx", total_k, 0xffffffffu);
+        Buf<float> ov("out_val", total_k, NaNf);
+        run("topk_seg_compact", blocks, topk_seg_compact, p, (const float*)bx.p(), (const u32*)bseg.p(), (const u32*)bstart.p(),
+            (const u32*)bbounds.p(), (const u32*)bout.p(), (const u32*)bfirst.p(), (const u32*)state.p(), (const u32*)counts.p(),
+            oi.p(), ov.p());
+        Case c("topk_seg_compact", desc, 0);
+        c.exact("idx", oi.p(), widx);
+        c.exact("val", ov.p(), wval);
+    }
+    if (selected("topk_seg_sumsq")) {
+        vector<double> want(nb, 0.0);
+        for (size_t b = 0; b < nb; b++) {
+            const u32 end = std::min(blk_start[b] + TOPK_CHUNK, bounds[blk_seg[b] + 1]);
+            for (u32 i = blk_start[b]; i < end; i++) want[b] += (double)x[i] * x[i];
+        }
+        Buf<double> part("partial", nb, std::numeric_limits<double>::quiet_NaN());
+        run("topk_seg_sumsq", blocks, topk_seg_sumsq, p, (const float*)bx.p(), (const u32*)bseg.p(), (const u32*)bstart.p(),
+            (const u32*)bbounds.p(), part.p());
+        Case c("topk_seg_sumsq", desc, 1e-12);
+        c.close("partial", part.p(), want);
+    }
+}
+
+static void seg_topk_tests() {
+    const char* ks[] = {"topk_seg_hist", "topk_seg_pick", "topk_seg_count", "topk_seg_compact", "topk_seg_sumsq"};
+    if (!std::any_of(std::begin(ks), std::end(ks), [](const char* k) { return selected(k); })) return;
+    // Layer-like segments: tiny (a bias), one value, several chunks, an empty one, exactly one chunk.
+    {
+        const vector<size_t> lens = {10, 1, 9000, 0, 4096, 300};
+        size_t n = 0;
+        for (size_t l : lens) n += l;
+        vector<float> x = randn(n);
+        for (size_t i = 0; i < 10; i++) x[i] *= 100.0f;  // a segment of large values must not crowd out the others
+        vector<size_t> ks;
+        for (size_t l : lens) ks.push_back(l == 0 ? 0 : std::max<size_t>(1, l / 10));
+        test_seg_topk(x, lens, ks, "layer-like, cr 0.1");
+        ks = {10, 1, 9000, 0, 4096, 300};
+        test_seg_topk(x, lens, ks, "k == len everywhere");
+    }
+    {
+        const vector<size_t> lens = {5000, 7, 8200};
+        vector<float> x = rand_int_valued(5000 + 7 + 8200, -2, 2);
+        test_seg_topk(x, lens, {1234, 3, 4100}, "integer values: ties inside every segment");
+    }
+    {
+        vector<float> x = randn(6000);
+        x[100] = NaNf, x[3000] = INFINITY, x[5999] = -INFINITY;
+        test_seg_topk(x, {2000, 2000, 2000}, {5, 1, 2}, "NaN and inf in different segments");
+    }
+    test_seg_topk(randn(12000), {12000}, {120}, "one segment (global scope)");
+}
+
 static void topk_tests() {
     const char* ks[] = {"topk_hist", "topk_pick", "topk_count", "topk_scan", "topk_compact"};
     if (!std::any_of(std::begin(ks), std::end(ks), [](const char* k) { return selected(k); })) return;
@@ -1352,7 +1472,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     std::printf("kernel emulation: real kernels/*.cu on CPU threads (shim.h), double-precision references\n");
     // The launch constants mirrored from ops.rs (tests/kernel_emulation.rs compares them with it).
-    std::printf("CONST BLOCK %u\nCONST BN_BLOCK %u\nCONST TOPK_CHUNK %u\nCONST SUMSQ_CHUNK %u\n", BLOCK, BN_BLOCK, TOPK_CHUNK, SUMSQ_CHUNK);
+    std::printf("CONST BLOCK %u\nCONST BN_BLOCK %u\nCONST TOPK_CHUNK %u\n", BLOCK, BN_BLOCK, TOPK_CHUNK);
     emu_selfcheck();
     gemm_tests();
     conv_tests();
@@ -1364,6 +1484,7 @@ int main(int argc, char** argv) {
     optimizer_tests();
     pack_tests();
     topk_tests();
+    seg_topk_tests();
     std::printf("\n");
     for (const auto& [name, s] : g_stats)
         std::printf("KERNEL %-24s cases=%-3d max_err=%.2e %s\n", name.c_str(), s.cases, s.max_err, s.fails ? "FAIL" : "PASS");

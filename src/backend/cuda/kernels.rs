@@ -98,8 +98,19 @@ impl Family {
             Family::Dropout => &["dropout_fwd", "dropout_bwd"],
             Family::Loss => &["xent_fwd", "xent_bwd", "sum_scaled", "topk_correct"],
             Family::Optimizer => &["sgd_momentum"],
-            Family::Topk => &["topk_hist", "topk_pick", "topk_count", "topk_scan", "topk_compact"],
-            Family::Pack => &["pack_weighted", "scale_inplace", "axpy", "sumsq_partial", "scatter_add", "scatter_zero"],
+            Family::Topk => &[
+                "topk_hist",
+                "topk_pick",
+                "topk_count",
+                "topk_scan",
+                "topk_compact",
+                "topk_seg_hist",
+                "topk_seg_pick",
+                "topk_seg_count",
+                "topk_seg_compact",
+                "topk_seg_sumsq",
+            ],
+            Family::Pack => &["pack_weighted", "scale_inplace", "axpy", "scatter_add", "scatter_zero"],
         }
     }
 

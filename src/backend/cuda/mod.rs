@@ -8,6 +8,7 @@ pub mod net;
 pub mod ops;
 pub mod params;
 pub mod probe;
+pub mod segtopk;
 
 pub use kernels::{compile, ensure_nvrtc, find_nvrtc_dir, Family};
 pub use ops::CudaBackend;

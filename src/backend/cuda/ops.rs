@@ -18,24 +18,22 @@ use crate::backend::cpu::{Conv2dShape, Pool2dShape};
 use crate::error::{Error, Result};
 
 /// Threads per block of the elementwise and grid-stride kernels.
-const BLOCK: u32 = 256;
+pub(super) const BLOCK: u32 = 256;
 /// Elements one block owns in the top-k counting and compaction passes.
-const TOPK_CHUNK: u32 = 4096;
-/// Elements per block of the sum-of-squares partials.
-const SUMSQ_CHUNK: u32 = 1 << 16;
+pub(super) const TOPK_CHUNK: u32 = 4096;
 
-fn drv<T>(what: &str, r: std::result::Result<T, DriverError>) -> Result<T> {
+pub(super) fn drv<T>(what: &str, r: std::result::Result<T, DriverError>) -> Result<T> {
     r.map_err(|e| Error::Cuda(format!("{what}: {e:?}")))
 }
 
-fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
+pub(super) fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
     if got != want {
         crate::bail!(Cuda, "{what}: buffer holds {got} values, expected {want}");
     }
     Ok(())
 }
 
-fn u32_of(what: &str, v: usize) -> Result<u32> {
+pub(super) fn u32_of(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Cuda(format!("{what}: {v} exceeds the kernels' 32-bit index range")))
 }
 
@@ -46,7 +44,7 @@ fn elementwise(len: usize) -> LaunchConfig {
 }
 
 /// One block of `BLOCK` threads per row (channel, sample).
-fn per_row(rows: usize) -> LaunchConfig {
+pub(super) fn per_row(rows: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
@@ -1041,28 +1039,6 @@ impl CudaBackend {
         l.arg(&p).arg(x).arg(y);
         // SAFETY: matches axpy(PackParams, const float*, float*); both hold p.len values.
         drv("axpy", unsafe { l.launch(elementwise(x.len())) }).map(|_| ())
-    }
-
-    /// Number of partial sums [`Self::sumsq_partials`] writes for `len` values.
-    pub fn sumsq_blocks(len: usize) -> usize {
-        len.div_ceil(SUMSQ_CHUNK as usize)
-    }
-
-    /// `partial[b] = Σ x[i]²` in f64 over consecutive chunks of `x` (queued; `partial` holds
-    /// [`Self::sumsq_blocks`]`(x.len())` values). Their sum in order is ‖x‖², the same in every run.
-    pub fn sumsq_partials(&self, x: &CudaView<'_, f32>, partial: &mut CudaViewMut<'_, f64>) -> Result<()> {
-        let blocks = Self::sumsq_blocks(x.len());
-        check_len("sum-of-squares partials", partial.len(), blocks)?;
-        if blocks == 0 {
-            return Ok(());
-        }
-        let p = NormParams { len: u32_of("sum-of-squares length", x.len())?, chunk: SUMSQ_CHUNK };
-        let f = self.function(Family::Pack, "sumsq_partial")?;
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&p).arg(x).arg(partial);
-        // SAFETY: matches sumsq_partial(NormParams, const float*, double*); block b reads
-        // x[b*chunk .. min(len, (b+1)*chunk)) and writes partial[b], b < blocks = partial length.
-        drv("sumsq_partial", unsafe { l.launch(per_row(blocks)) }).map(|_| ())
     }
 
     /// `dense[idx[j]] += scale·val[j]` (indices may repeat; out-of-range ones are skipped).

@@ -121,6 +121,16 @@ pub struct TopkParams {
     pub nblocks: u32,
 }
 
+/// Segmented top-k / sums of squares over a block table (`topk.cu`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SegParams {
+    pub nseg: u32,
+    pub nblocks: u32,
+    pub chunk: u32,
+    pub shift: u32,
+}
+
 /// Inverted dropout over `len` values (`dropout.cu`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -152,14 +162,6 @@ pub struct ScatterParams {
     pub scale: f32,
 }
 
-/// Sums of squares per chunk of `chunk` values over `len` values (`pack.cu`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct NormParams {
-    pub len: u32,
-    pub chunk: u32,
-}
-
 // SAFETY: each struct is `#[repr(C)]`, made only of u32/f32 fields with no padding, and has the
 // same layout as its C counterpart in kernels/common.cuh (sizes asserted on both sides).
 unsafe impl DeviceRepr for GemmParams {}
@@ -172,10 +174,10 @@ unsafe impl DeviceRepr for PoolParams {}
 unsafe impl DeviceRepr for XentParams {}
 unsafe impl DeviceRepr for SgdParams {}
 unsafe impl DeviceRepr for TopkParams {}
+unsafe impl DeviceRepr for SegParams {}
 unsafe impl DeviceRepr for DropoutParams {}
 unsafe impl DeviceRepr for PackParams {}
 unsafe impl DeviceRepr for ScatterParams {}
-unsafe impl DeviceRepr for NormParams {}
 
 #[cfg(test)]
 mod tests {
@@ -197,10 +199,10 @@ mod tests {
             ("XentParams", size_of::<XentParams>()),
             ("SgdParams", size_of::<SgdParams>()),
             ("TopkParams", size_of::<TopkParams>()),
+            ("SegParams", size_of::<SegParams>()),
             ("DropoutParams", size_of::<DropoutParams>()),
             ("PackParams", size_of::<PackParams>()),
             ("ScatterParams", size_of::<ScatterParams>()),
-            ("NormParams", size_of::<NormParams>()),
         ] {
             let assert = format!("static_assert(sizeof({name}) == {size},");
             assert!(cuh.contains(&assert), "kernels/common.cuh lacks `{assert}`: layouts differ");
