@@ -8,7 +8,13 @@
 #   bench_step.txt  training-step images/s, resnet18 (CIFAR), resnet152, vgg19_bn at batch 8, 32, 64
 #   bench_topk.txt  top-k of a 60,192,808-element buffer at cr 0.1 and 0.01 vs torch.topk
 #   bench_gemm.txt  GEMM TFLOP/s (FP32 and TF32 kernels) vs cuBLAS (torch.mm) at the same precision
-# each beginning with its command lines (as scripts/record.sh writes them). PyTorch is looked for in
+# each beginning with its command lines (as scripts/record.sh writes them). The work comes in phases
+# that can run as separate commands (each well under 10 minutes), named in SCADLES_GPU_PHASES
+# (default: all four, in this order):
+#   tests  machine report, probe, NVRTC, cuda_ops, cuda_train, cuda_aggregation
+#   train  short `train --device cuda` runs under MPI (dense and compressed)
+#   bench  the three GPU benchmarks against PyTorch
+#   cpu    the CPU benchmarks on the GPU machine's cores PyTorch is looked for in
 # $SCADLES_TORCH_PY, /opt/torch/.venv (the box's, toolchain.md §6), then python3 on PATH; without it
 # the benchmarks still run, the ratios are missing and their steps fail. Each step's exit status is
 # recorded in summary.txt; the script exits non-zero if any step failed.
@@ -24,8 +30,18 @@ SCRIPTS=$B/scripts
 [ -e "$SCRIPTS/gpu_ratios.py" ] || SCRIPTS=$HERE
 OUT=${SCADLES_GPU_OUT:-$(pwd)/results/gpu}
 mkdir -p "$OUT"
+PHASES=${SCADLES_GPU_PHASES:-tests train bench cpu}
+has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
+for ph in $PHASES; do
+    case $ph in
+        tests | train | bench | cpu) ;;
+        *) echo "gpu_check.sh: unknown phase '$ph' in SCADLES_GPU_PHASES (phases: tests train bench cpu)" >&2; exit 2 ;;
+    esac
+done
 SUMMARY=$OUT/summary.txt
-: > "$SUMMARY"
+# summary.txt collects every phase run into this directory; a run of all phases starts it afresh.
+[ "$PHASES" = "tests train bench cpu" ] && : > "$SUMMARY"
+echo "== gpu_check phases: $PHASES ($(date -u +%Y-%m-%dT%H:%M:%SZ))" >> "$SUMMARY"
 fail=0
 COMMIT=$(cat "$B/COMMIT" 2>/dev/null || git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Wall-clock limit of each benchmark command (a hung GPU must not eat the session).
@@ -93,6 +109,7 @@ except ImportError:
     echo "== ldd scadles"
     ldd "$B/scadles"
 }
+if has_phase tests; then
 step machine machine
 step devices "$B/scadles" devices
 step mpi_devices "$B/run.sh" 2 devices
@@ -108,9 +125,11 @@ for t in cuda_ops cuda_train cuda_aggregation; do
         fail=1
     fi
 done
+fi
 
 # Training on the GPU under MPI (2 ranks sharing the GPUs round-robin): short runs of each model
 # family's smallest member; each must exit 0 and record a CUDA device in summary.json.
+if has_phase train; then
 step train_cuda_tinycnn "$B/run.sh" 2 train --device cuda --model tinycnn --steps 30 --eval-every 30 --out "$OUT/train_cuda_tinycnn"
 step train_cuda_resnet18 "$B/run.sh" 2 train --device cuda --model resnet18 --shape cifar --steps 30 --eval-every 30 --out "$OUT/train_cuda_resnet18"
 # Compressed steps keep the gradient and the residual on the GPU; only the pairs travel.
@@ -122,6 +141,7 @@ for t in train_cuda_tinycnn train_cuda_resnet18 train_cuda_resnet18_adaptive; do
         fail=1
     fi
 done
+fi
 
 # GPU benchmarks against PyTorch on the same GPU.
 # cmdline ARGS...: the arguments as one line a shell can run again (single quotes where needed).
@@ -192,6 +212,7 @@ bench_pair() {
     sed -n '/^== ratios/,$p' "$file" | sed 's/^/   | /'
 }
 
+if has_phase bench; then
 # 1. Training step (forward + backward + SGD), 3 warm-up + median of 10 timed steps per model and batch.
 STEP_ARGS=(--models resnet18-cifar,resnet152,vgg19_bn --batches 8,32,64 --warmup 3 --steps 10)
 OURS=("$B/scadles" bench step --device cuda "${STEP_ARGS[@]}")
@@ -206,11 +227,14 @@ GEMM_ARGS=(--sizes 1024,2048,4096,8192,256x4096x2304 --precision fp32,tf32 --rep
 OURS=("$B/scadles" bench gemm --device cuda "${GEMM_ARGS[@]}")
 PEER=("${TORCH_ENV[@]}" "$TORCH_PY" "$SCRIPTS/bench_gemm_torch.py" --device cuda "${GEMM_ARGS[@]}")
 bench_pair bench_gemm gemm
+fi
 
 # CPU benchmarks on this machine (2 threads, as in results/bench_cpu_step.txt and bench_topk.txt).
+if has_phase cpu; then
 step bench_step_cpu "$B/scadles" bench step --device cpu
 step bench_topk_cpu "$B/scadles" bench topk --device cpu
 step bench_exchange_np4 "$B/run.sh" 4 bench exchange
+fi
 
-echo "== overall: $([ $fail -eq 0 ] && echo PASS || echo FAIL)" | tee -a "$SUMMARY"
+echo "== overall ($PHASES): $([ $fail -eq 0 ] && echo PASS || echo FAIL)" | tee -a "$SUMMARY"
 exit $fail
