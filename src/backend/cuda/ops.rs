@@ -296,6 +296,10 @@ impl CudaBackend {
             alpha,
             beta,
         };
+        // Row tiles go on grid.y, which CUDA caps at 65535.
+        if m.div_ceil(64) > 65_535 {
+            crate::bail!(Cuda, "gemm: m = {m} needs more than 65535 row tiles of 64 (the grid's y limit)");
+        }
         let (name, threads) = if self.tensor_cores { ("gemm_tf32", 128) } else { ("gemm_simt", 256) };
         let f = self.function(Family::Gemm, name)?;
         let cfg = LaunchConfig {
