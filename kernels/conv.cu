@@ -176,7 +176,10 @@ conv2d_bwd_weight_simt(const ConvParams p, const float* __restrict__ x, const fl
 
 // ---- tensor-core variants (sm_80+) -------------------------------------------------------------
 #if __CUDA_ARCH__ >= 800
-extern "C" __global__ void __launch_bounds__(MMA_THREADS)
+// Min 7 blocks per SM caps ptxas at 72 registers, this kernel's occupancy before FastDivmod (28
+// warps per SM) with no spills; left free, ptxas spends 122 registers on the cheaper loaders'
+// index arithmetic and only 4 blocks fit.
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 7)
 conv2d_fwd_tf32(const ConvParams p, const float* __restrict__ x, const float* __restrict__ w, float* y) {
     const ConvDiv d(p, p.oh, p.ow);
     gemm_core_tf32(FwdA{w, p}, FwdB{x, p, d}, FwdStore{y, p, d.plane}, p.c_out, p.n * p.oh * p.ow, 0,
