@@ -130,6 +130,66 @@ struct ScatterParams {
 static_assert(sizeof(ScatterParams) == 12, "ScatterParams layout");
 
 // ---------------------------------------------------------------------------------------------
+// Division by a run-time invariant divisor
+// ---------------------------------------------------------------------------------------------
+
+/// Unsigned 32-bit quotient and remainder by a divisor fixed at construction, computed with one
+/// multiply-high, a subtraction, an addition and two shifts (plus a multiply-add for the
+/// remainder) instead of a division. GPUs have no integer divide instruction: a u32 `/` or `%` by
+/// a run-time value is a software sequence of a dozen or more instructions (float reciprocal and
+/// corrections), and the conv loaders did six to eight of them per element fetched. The
+/// constructor does one 64-bit division, so build each divisor once per thread (at kernel entry),
+/// not per element.
+///
+/// Method: Granlund & Montgomery, "Division by invariant integers using multiplication" (PLDI
+/// 1994), Figure 4.1 -- the round-up multiplier family that CUTLASS's FastDivmod also uses, in its
+/// variant with a 33-bit multiplier, which is exact for the whole u32 range. With
+///     l = ceil(log2 d)                                  (0 for d = 1, 32 for d > 2^31)
+///     M = floor(2^(32+l) / d) + 1 = 2^32 + m,           m = floor(2^32 (2^l - d) / d) + 1 < 2^32
+/// the quotient is floor(x M / 2^(32+l)) = (x + t) >> l with t = umulhi(x, m) <= x. The sum x + t
+/// can carry into bit 32, so it is evaluated as (t + ((x - t) >> s1)) >> s2 with s1 = min(l, 1),
+/// s2 = max(l - 1, 0); d = 1 (l = 0) gives m = 1, t = 0, q = x, and a power of two 2^l gives
+/// m = 1, t = 0, q = x >> l.
+///
+/// Range: exact for EVERY numerator x in [0, 2^32) and every divisor d in [1, 2^32). Proof:
+/// M d = 2^(32+l) + e with 0 < e <= d <= 2^l, so x M / 2^(32+l) = x / d + x e / (d 2^(32+l)),
+/// and the second term is below 1/d because x e < 2^32 2^l; adding less than 1/d to x / d =
+/// q + r/d (r <= d - 1) stays below q + 1. (CUTLASS's two-instruction variant, a 32-bit
+/// multiplier and one shift, is exact only for x < 2^31; the conv kernels index tensors of up to
+/// 2^32 - 1 elements, the limit ops.rs enforces, so the full range is kept here.)
+/// The harness (tests/kernel_emu/harness.cpp, case "fastdivmod") checks this struct against `/`
+/// and `%` for every divisor 1..4096, powers of two and their neighbours up to 2^32 - 1, and
+/// millions of random numerators and divisors, boundaries included.
+/// A divisor of 0 may be constructed (the kernels build dividers from extents such as kh*kw
+/// before knowing whether the GEMM is empty) without faulting; div/mod by it are unspecified and
+/// never called.
+struct FastDivmod {
+    u32 d;       // the divisor, as given
+    u32 m;       // low 32 bits of the 33-bit multiplier 2^32 + m
+    u32 s1, s2;  // min(l, 1), max(l - 1, 0)
+
+    __device__ explicit FastDivmod(u32 divisor) : d(divisor) {
+        const u32 dd = divisor != 0 ? divisor : 1;     // 0 is built as 1 (see above)
+        const u32 l = 32 - (u32)__clz((int)(dd - 1));  // ceil(log2 dd)
+        m = (u32)(((((u64)1 << l) - dd) << 32) / dd) + 1;
+        s1 = l < 1 ? l : 1;
+        s2 = l > 1 ? l - 1 : 0;
+    }
+    /// floor(x / d), any x.
+    __device__ __forceinline__ u32 div(u32 x) const {
+        const u32 t = __umulhi(x, m);
+        return (t + ((x - t) >> s1)) >> s2;
+    }
+    /// x % d, any x.
+    __device__ __forceinline__ u32 mod(u32 x) const { return x - div(x) * d; }
+    /// Both at once: *q = x / d, *r = x % d.
+    __device__ __forceinline__ void divmod(u32 x, u32* q, u32* r) const {
+        *q = div(x);
+        *r = x - *q * d;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
 // Reductions
 // ---------------------------------------------------------------------------------------------
 

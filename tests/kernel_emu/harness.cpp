@@ -453,6 +453,67 @@ static void gemm_tests() {
 }
 
 // =============================================================================================
+// FastDivmod (common.cuh): the divider that replaces `/` and `%` in the conv kernels
+// =============================================================================================
+// The struct is the device code itself, compiled for the host (its only intrinsics, __clz and
+// __umulhi, come from shim.h), checked against plain `/` and `%`. These cases reach divisors and
+// numerators near the top of the kernels' 32-bit range, which the (small) conv launches cannot.
+
+static u64 g_fdm_checks = 0;
+
+/// One numerator: div, mod and divmod against `/` and `%`.
+static void fdm_check(Case& c, const FastDivmod& f, u32 x) {
+    const u32 d = f.d, wq = x / d, wr = x % d;
+    u32 q = ~0u, r = ~0u;
+    f.divmod(x, &q, &r);
+    const u32 dq = f.div(x), dr = f.mod(x);
+    g_fdm_checks++;
+    if (dq != wq || dr != wr || q != wq || r != wr) {
+        c.fail(fmt("  d=%u x=%u: div %u mod %u divmod (%u, %u), want (%u, %u)", d, x, dq, dr, q, r, wq, wr));
+        c.max_err = INFINITY;
+    }
+}
+
+/// The numerators where a magic-number quotient goes wrong first: around 0, d, 2d, 2^31, the
+/// largest multiple of d below 2^32, and 2^32 - 1.
+static void fdm_boundaries(Case& c, const FastDivmod& f) {
+    const u64 d = f.d, top = 0xffffffffull, last = top / d * d;
+    for (u64 x : {0ull, 1ull, d - 1, d, d + 1, 2 * d - 1, 2 * d, 2 * d + 1, 0x7ffffffeull, 0x7fffffffull, 0x80000000ull,
+                  0x80000001ull, last - d, last - d + 1, last - 1, last, last + 1, last + d - 1, top - 1, top})
+        if (x <= top) fdm_check(c, f, (u32)x);
+}
+
+/// A flat index split by the kernels' two-level maps, x -> (x / outer, (x % outer) / inner,
+/// (x % outer) % inner), e.g. k -> (c, ky, kx) with (khw, kw) or n -> (b, y, x) with (plane, row),
+/// over the indices below `count` nearest the top, random ones, and multiples of `outer` +- 1.
+static void fdm_map(Case& c, const char* what, const FastDivmod& outer, const FastDivmod& inner, u64 count) {
+    if (count == 0) return;
+    vector<u64> xs;
+    for (u64 i = 1; i <= std::min<u64>(count, 2000); i++) xs.push_back(count - i);
+    for (int i = 0; i < 20000; i++) xs.push_back(g_rng() % count);
+    for (u64 b = count / outer.d, i = 0; i < 200 && b > 0; i++, b--)
+        for (u64 x : {b * outer.d - 1, b * outer.d, b * outer.d + 1})
+            if (x < count) xs.push_back(x);
+    for (u64 x : xs) {
+        u32 a, r, y, z;
+        outer.divmod((u32)x, &a, &r);
+        inner.divmod(r, &y, &z);
+        const u64 wa = x / outer.d, wr = x % outer.d, wy = wr / inner.d, wz = wr % inner.d;
+        g_fdm_checks++;
+        if (a != wa || r != wr || y != wy || z != wz) {
+            c.fail(fmt("  %s: x=%llu -> (%u, %u, %u), want (%llu, %llu, %llu)", what, (unsigned long long)x, a, y, z,
+                       (unsigned long long)wa, (unsigned long long)wy, (unsigned long long)wz));
+            c.max_err = INFINITY;
+        }
+    }
+}
+
+struct ConvShape;
+static ConvParams conv_params(const ConvShape& s);
+
+static void fastdivmod_tests();
+
+// =============================================================================================
 // Convolution and bias
 // =============================================================================================
 
@@ -572,6 +633,87 @@ static void test_bias(size_t n, size_t c, size_t hw, float beta = 0.0f) {
     }
 }
 
+static void fastdivmod_tests() {
+    if (!selected("fastdivmod")) return;
+    const u64 TOP = 0xffffffffull;
+    {
+        Case c("fastdivmod", "d in 1..4096: boundaries, 1024 random x < 2^32, 512 < 2^31", 0);
+        for (u32 d = 1; d <= 4096; d++) {
+            const FastDivmod f(d);
+            fdm_boundaries(c, f);
+            for (int i = 0; i < 1024; i++) fdm_check(c, f, (u32)g_rng());
+            for (int i = 0; i < 512; i++) fdm_check(c, f, (u32)g_rng() >> 1);
+        }
+    }
+    {
+        Case c("fastdivmod", "d = 2^k-1, 2^k, 2^k+1 (k < 32), 2^32-2, 2^32-1: edges, 4096 x", 0);
+        vector<u64> ds = {TOP - 1, TOP};
+        for (int k = 0; k < 32; k++)
+            for (u64 d : {(1ull << k) - 1, 1ull << k, (1ull << k) + 1}) ds.push_back(d);
+        for (u64 d : ds) {
+            if (d == 0 || d > TOP) continue;
+            const FastDivmod f((u32)d);
+            fdm_boundaries(c, f);
+            for (int i = 0; i < 4096; i++) fdm_check(c, f, (u32)g_rng());
+        }
+    }
+    {
+        Case c("fastdivmod", "4M random d (log-uniform), x uniform and q*d + {0,d-1,rand}", 0);
+        for (int i = 0; i < 4000000; i++) {
+            const u32 bits = 1 + rand_u32(32);  // d in [2^(bits-1), 2^bits)
+            const u64 hi = 1ull << (bits - 1);
+            const FastDivmod f((u32)(hi | (g_rng() & (hi - 1))));
+            const u64 d = f.d;
+            fdm_check(c, f, (u32)g_rng());
+            const u64 x = g_rng() % (TOP / d + 1) * d + (i % 3 == 0 ? 0 : i % 3 == 1 ? d - 1 : g_rng() % d);
+            if (x <= TOP) fdm_check(c, f, (u32)x);
+        }
+    }
+    {
+        Case c("fastdivmod", "all x < 2^24, d = 3 5 7 9 25 49 641 12544 50176 2^24-1", 0);
+        for (u32 d : {3u, 5u, 7u, 9u, 25u, 49u, 641u, 12544u, 50176u, 16777215u}) {
+            const FastDivmod f(d);
+            for (u32 x = 0; x < (1u << 24); x++) fdm_check(c, f, x);
+        }
+    }
+    {
+        // The divisors each conv kernel builds (ConvDiv, the DataB stride) for shapes whose tensors
+        // are just under the 2^32-element limit of ops.rs, and the index maps at their largest
+        // indices: k over [c, kh, kw] and n over [b, ph, pw], forward (output grid) and
+        // backward-data (input grid); the stride division of every ty = iy + pad - ky >= 0.
+        Case c("fastdivmod", "ConvDiv maps of shapes with a tensor of 2^31..2^32-1 values", 0);
+        const ConvShape big[] = {
+            {4100, 1, 1023, 1023, 1, 3, 3, 1, 1},     // N = n*oh*ow = 4290768900, ohw 1046529
+            {1, 87652393, 1, 1, 1, 7, 7, 1, 3},       // K = c_in*kh*kw = 4294967257
+            {1, 1, 3, 3, 477218588, 3, 3, 1, 1},      // backward-data K = c_out*kh*kw = 4294967292
+            {2, 3, 20000, 20000, 1, 7, 7, 3, 3},      // stride 3, pad 3: in 2.4e9, 6667x6667 output
+            {7, 4, 12345, 12343, 2, 5, 5, 2, 2},      // 5x5 stride 2: in 4266e6, 6173x6172 output
+            {65535, 1, 255, 257, 1, 1, 1, 1, 0},      // 1x1: in 4294836225, hw 65535, row 257
+        };
+        for (const ConvShape& s : big) {
+            const bool fits = s.in_len() <= TOP && s.out_len() <= TOP && s.w_len() <= TOP;  // ops.rs's limit
+            const u64 half = 1ull << 31;
+            if (!fits || (s.in_len() <= half && s.out_len() <= half && s.w_len() <= half))
+                c.fail("  shape " + s.str() + ": no tensor length in (2^31, 2^32)");
+            const ConvParams p = conv_params(s);
+            const ConvDiv fwd(p, p.oh, p.ow), data(p, p.h, p.w);  // as the kernels build them
+            const string tag = s.str();
+            fdm_map(c, (tag + " fwd/weight k").c_str(), fwd.khw, fwd.kw, (u64)s.c_in * s.kh * s.kw);
+            fdm_map(c, (tag + " fwd/weight n").c_str(), fwd.plane, fwd.row, (u64)s.n * s.oh() * s.ow());
+            fdm_map(c, (tag + " data k").c_str(), data.khw, data.kw, (u64)s.c_out * s.kh * s.kw);
+            fdm_map(c, (tag + " data n").c_str(), data.plane, data.row, (u64)s.n * s.h * s.w);
+            const FastDivmod stride(p.stride);
+            for (u64 t = 0; t < std::max(s.h, s.w) + s.pad; t++) fdm_check(c, stride, (u32)t);
+        }
+    }
+    {  // A zero extent (kh*kw = 0) is constructed, never divided by; it must not fault.
+        Case c("fastdivmod", "FastDivmod(0) constructs without faulting, keeps d = 0", 0);
+        const FastDivmod z(0);
+        if (z.d != 0) c.fail("  FastDivmod(0).d != 0");
+    }
+    std::printf("      fastdivmod: %llu quotients and remainders checked\n", (unsigned long long)g_fdm_checks);
+}
+
 static void conv_tests() {
     const ConvShape shapes[] = {
         {2, 3, 9, 11, 5, 3, 3, 1, 1},   // odd sizes, padding, 4 column tiles
@@ -583,6 +725,21 @@ static void conv_tests() {
     };
     for (bool tc : {false, true})
         for (const ConvShape& s : shapes) test_conv(tc, s);
+    // Index maps with non-power-of-two divisors (FastDivmod): kw 3/5/7, ow 7, ohw 49, khw 9/25/49,
+    // strides 2 and 3, kernels 1x1 to 7x7, pads 0 to 3, and a longer K and N.
+    const ConvShape div_shapes[] = {
+        {2, 3, 7, 7, 4, 3, 3, 1, 1},     // ow 7, ohw 49, khw 9
+        {3, 5, 13, 13, 6, 5, 5, 2, 2},   // 5x5 stride 2 pad 2: 7x7 output, khw 25
+        {2, 4, 15, 14, 5, 7, 7, 3, 3},   // 7x7 stride 3 pad 3: 5x5 output, khw 49
+        {2, 7, 9, 9, 3, 1, 1, 3, 0},     // 1x1 stride 3: ohw 9, khw 1
+        {1, 3, 10, 12, 4, 3, 3, 2, 3},   // pad 3 > kernel / 2, stride 2: 7x8 output
+        {2, 3, 8, 9, 2, 5, 3, 3, 2},     // 5x3 kernel, stride 3: khw 15, 3x4 output
+        {2, 2, 6, 6, 3, 3, 3, 2, 0},     // 3x3 stride 2 pad 0: 2x2 output
+        {1, 64, 7, 7, 8, 7, 7, 1, 3},    // forward K = c_in*kh*kw = 3136; weight N = 3136
+        {8, 2, 23, 23, 3, 3, 3, 1, 1},   // N = n*oh*ow = 4232 (67 column tiles); weight K split 16 ways
+    };
+    for (bool tc : {false, true})
+        for (const ConvShape& s : div_shapes) test_conv(tc, s);
     // The split rule for a GPU with few SMs gives a different chunking of the same problem.
     test_conv(false, {8, 3, 16, 16, 4, 3, 3, 1, 1}, H100_SMS);  // K = 2048: 8 splits of 256
     test_conv(true, {8, 3, 16, 16, 4, 3, 3, 1, 1}, 2);         // 4 splits of 512
@@ -618,6 +775,7 @@ static void conv_tests() {
     test_bias(5, 70, 1);
     test_bias(2, 3, 700);  // n*hw > 256: the block loops
     test_bias(2, 3, 50, 0.5f);
+    test_bias(3, 7, 49);  // non-power-of-two hw and c (FastDivmod in bias_fwd / bias_bwd)
 }
 
 // =============================================================================================
@@ -1475,6 +1633,7 @@ int main(int argc, char** argv) {
     std::printf("CONST BLOCK %u\nCONST BN_BLOCK %u\nCONST TOPK_CHUNK %u\n", BLOCK, BN_BLOCK, TOPK_CHUNK);
     emu_selfcheck();
     gemm_tests();
+    fastdivmod_tests();
     conv_tests();
     batchnorm_tests();
     pool_tests();

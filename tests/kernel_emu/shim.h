@@ -471,6 +471,7 @@ inline int __popc(unsigned x) { return std::popcount(x); }
 inline int __popcll(unsigned long long x) { return std::popcount(x); }
 inline int __clz(int x) { return std::countl_zero((unsigned)x); }
 inline int __ffs(int x) { return x == 0 ? 0 : std::countr_zero((unsigned)x) + 1; }
+inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
 
 // ---- math (the float functions of <math.h> are used as they are) -------------------------------
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
