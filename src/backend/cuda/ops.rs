@@ -58,6 +58,25 @@ fn per_channel(c: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (BN_BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// Device buffers come from the device's default stream-ordered pool (`cuMemAllocAsync`). Its
+/// release threshold is 0 unless set, so every stream synchronisation hands the freed memory back
+/// to the driver and the next training step maps all its activations afresh; an unbounded
+/// threshold keeps it in the pool for reuse (the role of PyTorch's caching allocator). A GPU
+/// without memory pools is left as it is.
+fn keep_freed_memory_pooled(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    // SAFETY: plain driver queries on a valid device handle; the attribute value is a u64 that
+    // outlives the call, as CU_MEMPOOL_ATTR_RELEASE_THRESHOLD requires.
+    unsafe {
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()).result().is_ok() && !pool.is_null() {
+            let mut threshold = u64::MAX;
+            let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+            let _ = sys::cuMemPoolSetAttribute(pool, attr, (&mut threshold as *mut u64).cast()).result();
+        }
+    }
+}
+
 /// The i-th value (from 0) of the SplitMix64 stream started at `seed` (Steele, Lea & Flood 2014):
 /// the hash from which `kernels/dropout.cu` draws element i's keep/drop decision, mirrored for the
 /// host, which also draws the per-forward mask seeds from it.
@@ -100,6 +119,7 @@ impl CudaBackend {
         // other stream is created, so cudarc's cross-stream ordering has nothing to order; left on,
         // it creates and destroys two CUDA events per allocation.
         unsafe { ctx.disable_event_tracking() };
+        keep_freed_memory_pooled(&ctx);
         let stream = ctx.default_stream();
         let cache = ModuleCache::new(ctx.clone())?;
         let sm_count = drv(
