@@ -1,11 +1,14 @@
 //! The paper's networks (ResNet and VGG families, torchvision and CIFAR shapes) and tinycnn.
 use crate::error::Result;
-use crate::nn::{Bwd, Fwd, Layer, ParamStore};
+use crate::nn::{Bwd, Fwd, Layer, ParamStore, Sequential};
 use crate::tensor::Tensor;
 
 pub mod resnet;
+pub mod spec;
 pub mod tiny;
 pub mod vgg;
+
+pub use spec::Spec;
 
 /// torchvision's ImageNet shape (7×7 stride-2 stem + max pool; VGG 25088→4096→4096 head), as the
 /// paper ran it on 32×32 CIFAR images, or the CIFAR shape (3×3 stride-1 stem, no max pool; VGG with
@@ -72,31 +75,48 @@ pub fn param_count(name: &str, shape: Shape, num_classes: usize) -> Result<usize
 }
 
 fn build_in(mut store: ParamStore, name: &str, shape: Shape, num_classes: usize) -> Result<Model> {
-    if num_classes < 1 {
-        crate::bail!(Config, "--num-classes must be at least 1, got {num_classes}");
-    }
-    let net: Box<dyn Layer> = match name {
-        "tinycnn" => Box::new(tiny::tinycnn(&mut store, num_classes)),
-        n if n.starts_with("resnet") => {
-            let depth: usize = n["resnet".len()..].parse().unwrap_or(0);
-            Box::new(resnet::resnet(&mut store, depth, shape, num_classes).ok_or_else(|| unknown(name))?)
-        }
-        n if n.starts_with("vgg") => {
-            let (base, bn) = match n.strip_suffix("_bn") {
-                Some(b) => (b, true),
-                None => (n, false),
-            };
-            let depth: usize = base["vgg".len()..].parse().unwrap_or(0);
-            Box::new(vgg::vgg(&mut store, depth, bn, shape, num_classes).ok_or_else(|| unknown(name))?)
-        }
-        _ => return Err(unknown(name)),
-    };
+    let specs = spec::spec(name, shape, num_classes)?;
+    let net: Box<dyn Layer> = Box::new(instantiate(&mut store, &specs));
     store.finish();
     Ok(Model { name: name.to_string(), shape, num_classes, net, store, ws: Vec::new() })
 }
 
-fn unknown(name: &str) -> crate::Error {
-    crate::Error::Config(format!("--model: unknown model '{name}' (expected one of: {})", MODEL_NAMES.join(", ")))
+/// The CPU layers of `specs`, their parameters allocated in `ps` in the order of the tree.
+pub fn instantiate(ps: &mut ParamStore, specs: &[Spec]) -> Sequential {
+    use crate::nn::layers::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Relu};
+    use spec::{ConvInit, LinearInit};
+    let mut s = Sequential::new();
+    for l in specs {
+        match l {
+            Spec::Conv { name, c_in, c_out, k, stride, pad, bias, init, need_dx } => {
+                let mut c = match init {
+                    ConvInit::Kaiming => Conv2d::new(ps, name, *c_in, *c_out, *k, *stride, *pad, *bias),
+                    ConvInit::TorchDefault => {
+                        assert!(*bias, "{name}: the default-init convolution always has a bias");
+                        Conv2d::new_default_init(ps, name, *c_in, *c_out, *k, *stride, *pad)
+                    }
+                };
+                c.need_dx = *need_dx;
+                s.push(c);
+            }
+            Spec::BatchNorm { name, c } => s.push(BatchNorm2d::new(ps, name, *c)),
+            Spec::Relu => s.push(Relu::new()),
+            Spec::MaxPool { k, stride, pad } => s.push(MaxPool2d::new(*k, *stride, *pad)),
+            Spec::AdaptiveAvgPool { oh, ow } => s.push(AdaptiveAvgPool2d::new(*oh, *ow)),
+            Spec::Flatten => s.push(Flatten::new()),
+            Spec::Linear { name, in_f, out_f, init } => match init {
+                LinearInit::TorchDefault => s.push(Linear::new(ps, name, *in_f, *out_f)),
+                LinearInit::Normal(std) => s.push(Linear::new_normal(ps, name, *in_f, *out_f, *std)),
+            },
+            Spec::Dropout { p } => s.push(Dropout::new(*p)),
+            Spec::Residual { main, shortcut } => {
+                let main = instantiate(ps, main);
+                let shortcut = shortcut.as_ref().map(|sc| instantiate(ps, sc));
+                s.push(resnet::Residual::new(main, shortcut));
+            }
+        }
+    }
+    s
 }
 
 

@@ -22,7 +22,7 @@ use cudarc::driver::{CudaSlice, CudaViewMut, PinnedHostSlice};
 use super::ops::{splitmix64, CudaBackend};
 use crate::backend::cpu::{Conv2dShape, Pool2dShape};
 use crate::error::{Error, Result};
-use crate::models::{self, Shape};
+use crate::models::{self, Shape, Spec};
 use crate::nn::ParamView;
 
 /// One parameter tensor of a layout: its name, shape and place in the flat buffer.
@@ -147,212 +147,52 @@ pub enum GpuLayer {
     },
 }
 
-// ---- builders mirroring models::{resnet, vgg, tiny} ---------------------------------------------
+// ---- the models' layers on the GPU ---------------------------------------------------------------
 
-#[allow(clippy::too_many_arguments)]
-fn conv(l: &mut Layout, name: &str, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, bias: bool) -> GpuLayer {
-    let weight = l.alloc(&format!("{name}.weight"), &[cout, cin, k, k]);
-    let bias = bias.then(|| l.alloc(&format!("{name}.bias"), &[cout]));
-    GpuLayer::Conv { c_in: cin, c_out: cout, k, stride, pad, weight, bias, need_dx: true, x: None }
-}
-
-fn no_dx(mut layer: GpuLayer) -> GpuLayer {
-    if let GpuLayer::Conv { need_dx, .. } = &mut layer {
-        *need_dx = false;
-    }
-    layer
-}
-
-fn batchnorm(l: &mut Layout, name: &str, c: usize) -> GpuLayer {
-    let gamma = l.alloc(&format!("{name}.weight"), &[c]);
-    let beta = l.alloc(&format!("{name}.bias"), &[c]);
-    let running_mean = l.buffer(c);
-    let running_var = l.buffer(c);
-    GpuLayer::BatchNorm { c, gamma, beta, running_mean, running_var, momentum: 0.1, eps: 1e-5, x: None, saved: None }
-}
-
-fn linear(l: &mut Layout, name: &str, in_f: usize, out_f: usize) -> GpuLayer {
-    let weight = l.alloc(&format!("{name}.weight"), &[out_f, in_f]);
-    let bias = Some(l.alloc(&format!("{name}.bias"), &[out_f]));
-    GpuLayer::Linear { in_f, out_f, weight, bias, x: None }
-}
-
-fn relu() -> GpuLayer {
-    GpuLayer::Relu { y: None }
-}
-
-fn maxpool(k: usize, stride: usize, pad: usize) -> GpuLayer {
-    GpuLayer::MaxPool { k, stride, pad, argmax: None, in_shape: Vec::new() }
-}
-
-fn avgpool(oh: usize, ow: usize) -> GpuLayer {
-    GpuLayer::AvgPool { oh, ow, in_shape: Vec::new() }
-}
-
-fn flatten() -> GpuLayer {
-    GpuLayer::Flatten { in_shape: Vec::new() }
-}
-
-fn dropout(p: f32) -> GpuLayer {
-    GpuLayer::Dropout { p, mask: None }
-}
-
-fn tinycnn(l: &mut Layout, classes: usize) -> Vec<GpuLayer> {
-    vec![
-        no_dx(conv(l, "conv1", 3, 16, 3, 1, 1, true)),
-        relu(),
-        maxpool(2, 2, 0),
-        conv(l, "conv2", 16, 32, 3, 1, 1, true),
-        relu(),
-        maxpool(2, 2, 0),
-        conv(l, "conv3", 32, 64, 3, 1, 1, true),
-        relu(),
-        avgpool(1, 1),
-        flatten(),
-        linear(l, "fc", 64, classes),
-    ]
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv_bn(l: &mut Layout, s: &mut Vec<GpuLayer>, name: &str, bn: &str, cin: usize, cout: usize, k: usize, stride: usize) {
-    s.push(conv(l, name, cin, cout, k, stride, k / 2, false));
-    s.push(batchnorm(l, bn, cout));
-}
-
-fn shortcut(l: &mut Layout, p: &str, cin: usize, cout: usize, stride: usize) -> Option<Vec<GpuLayer>> {
-    (stride != 1 || cin != cout).then(|| {
-        let mut s = Vec::new();
-        conv_bn(l, &mut s, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), cin, cout, 1, stride);
-        s
-    })
-}
-
-fn basic(l: &mut Layout, p: &str, cin: usize, planes: usize, stride: usize) -> GpuLayer {
-    let mut m = Vec::new();
-    conv_bn(l, &mut m, &format!("{p}.conv1"), &format!("{p}.bn1"), cin, planes, 3, stride);
-    m.push(relu());
-    conv_bn(l, &mut m, &format!("{p}.conv2"), &format!("{p}.bn2"), planes, planes, 3, 1);
-    GpuLayer::Residual { main: m, shortcut: shortcut(l, p, cin, planes, stride), y: None }
-}
-
-fn bottleneck(l: &mut Layout, p: &str, cin: usize, planes: usize, stride: usize) -> GpuLayer {
-    let out = planes * 4;
-    let mut m = Vec::new();
-    conv_bn(l, &mut m, &format!("{p}.conv1"), &format!("{p}.bn1"), cin, planes, 1, 1);
-    m.push(relu());
-    conv_bn(l, &mut m, &format!("{p}.conv2"), &format!("{p}.bn2"), planes, planes, 3, stride);
-    m.push(relu());
-    conv_bn(l, &mut m, &format!("{p}.conv3"), &format!("{p}.bn3"), planes, out, 1, 1);
-    GpuLayer::Residual { main: m, shortcut: shortcut(l, p, cin, out, stride), y: None }
-}
-
-fn resnet(l: &mut Layout, depth: usize, shape: Shape, classes: usize) -> Option<Vec<GpuLayer>> {
-    let (blocks, bottle): ([usize; 4], bool) = match depth {
-        18 => ([2, 2, 2, 2], false),
-        34 => ([3, 4, 6, 3], false),
-        50 => ([3, 4, 6, 3], true),
-        101 => ([3, 4, 23, 3], true),
-        152 => ([3, 8, 36, 3], true),
-        _ => return None,
-    };
-    let mut s = vec![match shape {
-        Shape::Torchvision => no_dx(conv(l, "conv1", 3, 64, 7, 2, 3, false)),
-        Shape::Cifar => no_dx(conv(l, "conv1", 3, 64, 3, 1, 1, false)),
-    }];
-    s.push(batchnorm(l, "bn1", 64));
-    s.push(relu());
-    if shape == Shape::Torchvision {
-        s.push(maxpool(3, 2, 1));
-    }
-    let expansion = if bottle { 4 } else { 1 };
-    let mut cin = 64;
-    for (li, (&n, planes)) in blocks.iter().zip([64, 128, 256, 512]).enumerate() {
-        for bi in 0..n {
-            let stride = if li > 0 && bi == 0 { 2 } else { 1 };
-            let p = format!("layer{}.{bi}", li + 1);
-            s.push(if bottle { bottleneck(l, &p, cin, planes, stride) } else { basic(l, &p, cin, planes, stride) });
-            cin = planes * expansion;
-        }
-    }
-    s.push(avgpool(1, 1));
-    s.push(flatten());
-    s.push(linear(l, "fc", 512 * expansion, classes));
-    Some(s)
-}
-
-fn vgg(l: &mut Layout, depth: usize, bn: bool, shape: Shape, classes: usize) -> Option<Vec<GpuLayer>> {
-    const M: usize = 0;
-    let cfg: &[usize] = match depth {
-        11 => &[64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M],
-        13 => &[64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M],
-        16 => &[64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M],
-        19 => &[64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M],
-        _ => return None,
-    };
-    let mut s = Vec::new();
-    let (mut cin, mut idx) = (3, 0);
-    for &v in cfg {
-        if v == M {
-            s.push(maxpool(2, 2, 0));
-            idx += 1;
-            continue;
-        }
-        let c = conv(l, &format!("features.{idx}"), cin, v, 3, 1, 1, true);
-        s.push(if cin == 3 { no_dx(c) } else { c });
-        idx += 1;
-        if bn {
-            s.push(batchnorm(l, &format!("features.{idx}"), v));
-            idx += 1;
-        }
-        s.push(relu());
-        idx += 1;
-        cin = v;
-    }
-    match shape {
-        Shape::Torchvision => {
-            s.push(avgpool(7, 7));
-            s.push(flatten());
-            s.push(linear(l, "classifier.0", 512 * 7 * 7, 4096));
-            s.push(relu());
-            s.push(dropout(0.5));
-            s.push(linear(l, "classifier.3", 4096, 4096));
-            s.push(relu());
-            s.push(dropout(0.5));
-            s.push(linear(l, "classifier.6", 4096, classes));
-        }
-        Shape::Cifar => {
-            s.push(flatten());
-            s.push(linear(l, "classifier", 512, classes));
-        }
-    }
-    Some(s)
+/// The GPU layers of `specs` (`models::spec`), their parameters and running statistics laid out in
+/// `l` in the order of the tree, as the CPU backend's `models::instantiate` lays them out in its
+/// `ParamStore`.
+fn gpu_layers(l: &mut Layout, specs: &[Spec]) -> Vec<GpuLayer> {
+    specs
+        .iter()
+        .map(|s| match s {
+            Spec::Conv { name, c_in, c_out, k, stride, pad, bias, need_dx, .. } => {
+                let weight = l.alloc(&format!("{name}.weight"), &[*c_out, *c_in, *k, *k]);
+                let bias = bias.then(|| l.alloc(&format!("{name}.bias"), &[*c_out]));
+                GpuLayer::Conv { c_in: *c_in, c_out: *c_out, k: *k, stride: *stride, pad: *pad, weight, bias, need_dx: *need_dx, x: None }
+            }
+            Spec::BatchNorm { name, c } => {
+                let gamma = l.alloc(&format!("{name}.weight"), &[*c]);
+                let beta = l.alloc(&format!("{name}.bias"), &[*c]);
+                let running_mean = l.buffer(*c);
+                let running_var = l.buffer(*c);
+                GpuLayer::BatchNorm { c: *c, gamma, beta, running_mean, running_var, momentum: 0.1, eps: 1e-5, x: None, saved: None }
+            }
+            Spec::Relu => GpuLayer::Relu { y: None },
+            Spec::MaxPool { k, stride, pad } => GpuLayer::MaxPool { k: *k, stride: *stride, pad: *pad, argmax: None, in_shape: Vec::new() },
+            Spec::AdaptiveAvgPool { oh, ow } => GpuLayer::AvgPool { oh: *oh, ow: *ow, in_shape: Vec::new() },
+            Spec::Flatten => GpuLayer::Flatten { in_shape: Vec::new() },
+            Spec::Linear { name, in_f, out_f, .. } => {
+                let weight = l.alloc(&format!("{name}.weight"), &[*out_f, *in_f]);
+                let bias = Some(l.alloc(&format!("{name}.bias"), &[*out_f]));
+                GpuLayer::Linear { in_f: *in_f, out_f: *out_f, weight, bias, x: None }
+            }
+            Spec::Dropout { p } => GpuLayer::Dropout { p: *p, mask: None },
+            Spec::Residual { main, shortcut } => {
+                let main = gpu_layers(l, main);
+                let shortcut = shortcut.as_ref().map(|sc| gpu_layers(l, sc));
+                GpuLayer::Residual { main, shortcut, y: None }
+            }
+        })
+        .collect()
 }
 
 /// The GPU layer list and parameter layout of model `name` in `shape` (any of
 /// `models::MODEL_NAMES`), without touching a device.
 pub fn describe(name: &str, shape: Shape, num_classes: usize) -> Result<(Vec<GpuLayer>, Layout)> {
-    if num_classes < 1 {
-        crate::bail!(Config, "--num-classes must be at least 1, got {num_classes}");
-    }
-    let unknown =
-        || Error::Config(format!("--model: unknown model '{name}' (expected one of: {})", models::MODEL_NAMES.join(", ")));
+    let specs = models::spec::spec(name, shape, num_classes)?;
     let mut l = Layout::default();
-    let layers = match name {
-        "tinycnn" => tinycnn(&mut l, num_classes),
-        n if n.starts_with("resnet") => {
-            let depth: usize = n["resnet".len()..].parse().unwrap_or(0);
-            resnet(&mut l, depth, shape, num_classes).ok_or_else(unknown)?
-        }
-        n if n.starts_with("vgg") => {
-            let (base, bn) = match n.strip_suffix("_bn") {
-                Some(b) => (b, true),
-                None => (n, false),
-            };
-            let depth: usize = base["vgg".len()..].parse().unwrap_or(0);
-            vgg(&mut l, depth, bn, shape, num_classes).ok_or_else(unknown)?
-        }
-        _ => return Err(unknown()),
-    };
+    let layers = gpu_layers(&mut l, &specs);
     Ok((layers, l))
 }
 
