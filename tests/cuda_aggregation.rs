@@ -43,7 +43,7 @@ fn gpu_aggregation_equals_host_aggregation_under_mpirun() {
 /// One configuration: `steps` steps of the same random gradients through the host and the device
 /// aggregation. Returns (compressed steps, dense steps) for the coverage check.
 fn check(world: &World, be: &CudaBackend, what: &str, cfg: &RunConfig, cuda_aware: bool, steps: u64, fails: &mut Vec<String>) -> (u32, u32) {
-    let model = models::build("tinycnn", Shape::Cifar, 10, 1).unwrap();
+    let model = models::build(&cfg.model, Shape::Cifar, 10, 1).unwrap();
     let n = model.num_params();
     let mut host = Aggregator::new(cfg, &model.store).unwrap();
     let mut dev = Aggregator::new(cfg, &model.store).unwrap();
@@ -107,6 +107,17 @@ fn child_cuda_aggregation() {
         ("adaptive delta 0.99", RunConfig { compression: Compression::Adaptive, delta: 0.99, ..base.clone() }),
         ("ar-topk ef", RunConfig { compression: Compression::Topk, sparse_mode: SparseMode::ArTopk, ..base.clone() }),
     ];
+    // resnet18's 11.2M values make a dense step's staged exchange run in three 4M-value chunks
+    // (copy of one chunk overlapping the allreduce of the previous); sparse steps on it exercise
+    // the segmented top-k over 62 tensors.
+    let r18 = RunConfig { model: "resnet18".into(), ..base.clone() };
+    let cases: Vec<(&str, RunConfig)> = cases
+        .into_iter()
+        .chain([
+            ("resnet18 dense, chunked staging", RunConfig { compression: Compression::None, ..r18.clone() }),
+            ("resnet18 adaptive", RunConfig { compression: Compression::Adaptive, delta: 0.99, ..r18.clone() }),
+        ])
+        .collect();
     let (mut sparse, mut dense) = (0, 0);
     for (what, cfg) in &cases {
         let (s, d) = check(&world, &be, what, cfg, false, 6, &mut fails);

@@ -3,7 +3,7 @@
 //!
 //! | step | over PCIe |
 //! |---|---|
-//! | dense (no compression, warm-up, or the adaptive rule says dense) | the gradient, both ways (pinned staging around the allreduce); nothing with a CUDA-aware MPI, which reduces the device buffer itself |
+//! | dense (no compression, warm-up, or the adaptive rule says dense) | the gradient, both ways (pinned staging around the allreduce, the copy of each 16 MB chunk overlapping the allreduce of the one before); nothing with a CUDA-aware MPI, which reduces the device buffer itself |
 //! | top-k, exact allgather | this rank's k pairs down, every rank's pairs up |
 //! | top-k, AR-Topk | the accumulated gradient down, the aggregate up (as a dense step) |
 //!
@@ -21,6 +21,10 @@ use crate::dist::{sparse, World};
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaSlice, CudaViewMut, PinnedHostSlice};
 use std::ops::Range;
+
+/// Values per chunk of a dense step's staged exchange (16 MB): large enough for full-speed copies
+/// and efficient allreduces, small enough that a ResNet-152 gradient pipelines over 15 chunks.
+const STAGE_CHUNK: usize = 1 << 22;
 
 /// Device buffers of the compressed steps, made at the first one and kept for the run.
 #[derive(Default)]
@@ -184,8 +188,11 @@ impl GradSide for DeviceGrads<'_> {
             unsafe { world.allreduce_sum_f32_device(ptr, n) };
             return Ok(());
         }
-        self.stage_down()?;
-        world.allreduce_sum_f32(self.be.pinned_host(self.staging)?);
+        // Chunk by chunk, so that the copy of the next chunk overlaps the allreduce of this one.
+        self.be.stage_to_host_chunked(&self.g.as_view(), self.staging, STAGE_CHUNK, |part| {
+            world.allreduce_sum_f32(part);
+            Ok(())
+        })?;
         self.stage_up()
     }
 

@@ -266,6 +266,51 @@ impl CudaBackend {
         self.synchronize()
     }
 
+    /// Device → pinned host in chunks of `chunk` values, calling `each` on every chunk of `dst` as
+    /// soon as it has arrived while the later chunks are still being copied: the copy engine
+    /// overlaps with whatever `each` does on the host (the MPI allreduce of the chunk before).
+    /// Every copy is queued up front behind the work already on the stream, one event after each.
+    pub fn stage_to_host_chunked(
+        &self,
+        src: &CudaView<'_, f32>,
+        dst: &mut PinnedHostSlice<f32>,
+        chunk: usize,
+        mut each: impl FnMut(&mut [f32]) -> Result<()>,
+    ) -> Result<()> {
+        check_len("stage_to_host_chunked", dst.len(), src.len())?;
+        let (n, chunk) = (src.len(), chunk.max(1));
+        if n == 0 {
+            return Ok(());
+        }
+        // Copies into the buffer from an earlier step (an upload out of it) must be finished.
+        self.synchronize()?;
+        let host = drv("pinned host buffer", dst.as_mut_ptr())?;
+        let (dev, _record) = src.device_ptr(&self.stream);
+        drv("bind context", self.ctx.bind_to_thread())?;
+        let mut events = Vec::with_capacity(n.div_ceil(chunk));
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
+            // SAFETY: `host` points to the n pinned f32s of `dst`, borrowed mutably for this call,
+            // and [start, start + len) lies within them, as it does within `src`'s n device values.
+            // Nothing reads this part of `dst` before its event has completed (below).
+            unsafe {
+                let part = std::slice::from_raw_parts_mut(host.add(start), len);
+                drv(
+                    "device-to-pinned copy",
+                    cudarc::driver::result::memcpy_dtoh_async(part, dev + (start * 4) as u64, self.stream.cu_stream()),
+                )?;
+            }
+            events.push(drv("record copy event", self.stream.record_event(None))?);
+        }
+        for (i, start) in (0..n).step_by(chunk).enumerate() {
+            drv("copy event", events[i].synchronize())?;
+            let len = chunk.min(n - start);
+            // SAFETY: the copy into this part has completed and no other reference to it exists.
+            each(unsafe { std::slice::from_raw_parts_mut(host.add(start), len) })?;
+        }
+        Ok(())
+    }
+
     /// Pinned host → device (queued on the stream; later kernels see the data).
     pub fn stage_from_host(&self, src: &PinnedHostSlice<f32>, dst: &mut CudaViewMut<'_, f32>) -> Result<()> {
         check_len("stage_from_host", dst.len(), src.len())?;
