@@ -8,10 +8,10 @@
 //! | top-k, AR-Topk | the accumulated gradient down, the aggregate up (as a dense step) |
 //!
 //! A compressed step runs scale (Eq. 4a), residual accumulation, the radix top-k of every scope
-//! at once (`backend::cuda::segtopk`) and the norms the adaptive rule needs as kernels, downloads the selection, exchanges it with MPI, and
-//! scatter-adds every rank's pairs into the zeroed gradient one rank after another, so the sums at
-//! shared indices are formed in rank order as on the host and every rank ends with the same
-//! bits. The arithmetic is the host's ([`crate::compress::ErrorFeedback`]): g·r_i rounded, then
+//! at once (`backend::cuda::segtopk`) and the norms the adaptive rule needs as kernels, downloads
+//! the selection, exchanges it with MPI, and scatter-adds every rank's pairs into the zeroed
+//! gradient one rank after another, so the sums at shared indices are formed in rank order as on
+//! the host and every rank ends with the same bits. The arithmetic is the host's ([`crate::compress::ErrorFeedback`]): g·r_i rounded, then
 //! a = residual + g rounded once, so a GPU run selects what a CPU run given the same gradient would.
 use super::grads::GradSide;
 use crate::backend::cuda::segtopk::SegmentPlan;
