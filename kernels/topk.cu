@@ -14,34 +14,36 @@
 
 #define ABS_BITS(v) (__float_as_uint(v) & 0x7fffffffu)
 
-/// hist[byte] += elements whose |x| matches state's prefix under its mask, by the byte at p.shift.
-extern "C" __global__ void topk_hist(const TopkParams p, const float* __restrict__ x, const u32* __restrict__ state,
-                                     u32* __restrict__ hist) {
+// ---- the phases, shared by the whole-buffer and the segmented kernels ---------------------------
+
+/// hist[byte] += elements x[i], i = i0, i0 + step, ... < end, whose |x| matches `prefix` under
+/// `mask`, binned by the byte at `shift` (a shared histogram per block, flushed with atomics).
+__device__ void radix_hist(const float* __restrict__ x, u32 i0, u32 end, u32 step, u32 prefix, u32 mask, u32 shift,
+                           u32* __restrict__ hist) {
     __shared__ u32 h[256];
     for (u32 i = threadIdx.x; i < 256; i += blockDim.x) h[i] = 0;
     __syncthreads();
-    const u32 prefix = state[0], mask = state[1];
-    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < p.len; i += gridDim.x * blockDim.x) {
+    for (u32 i = i0; i < end; i += step) {
         const u32 bits = ABS_BITS(x[i]);
-        if ((bits & mask) == prefix) atomicAdd(&h[(bits >> p.shift) & 255u], 1u);
+        if ((bits & mask) == prefix) atomicAdd(&h[(bits >> shift) & 255u], 1u);
     }
     __syncthreads();
     for (u32 i = threadIdx.x; i < 256; i += blockDim.x)
         if (h[i]) atomicAdd(&hist[i], h[i]);
 }
 
-/// Picks the byte holding the k-th largest (state[2] = rank still to find, >= 1), extends the
-/// prefix, and clears the histogram for the next pass. One block.
-extern "C" __global__ void topk_pick(const TopkParams p, u32* __restrict__ hist, u32* __restrict__ state) {
+/// Picks the byte holding the k-th largest (st[2] = rank still to find), extends the prefix
+/// st[0] and mask st[1] by it, and clears the 256 bins of `hist` for the next pass. One block.
+__device__ void radix_pick(u32 shift, u32* __restrict__ hist, u32* __restrict__ st) {
     if (threadIdx.x == 0) {
-        const u32 k_rem = state[2];
+        const u32 k_rem = st[2];
         u32 above = 0;
         for (int b = 255; b >= 0; b--) {
             const u32 c = hist[b];
             if (above + c >= k_rem) {
-                state[0] |= (u32)b << p.shift;
-                state[1] |= 255u << p.shift;
-                state[2] = k_rem - above;
+                st[0] |= (u32)b << shift;
+                st[1] |= 255u << shift;
+                st[2] = k_rem - above;
                 break;
             }
             above += c;
@@ -51,11 +53,8 @@ extern "C" __global__ void topk_pick(const TopkParams p, u32* __restrict__ hist,
     for (u32 i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
 }
 
-/// counts[2b] = elements of chunk b with |x| > T, counts[2b+1] = with |x| == T.
-extern "C" __global__ void topk_count(const TopkParams p, const float* __restrict__ x, const u32* __restrict__ state,
-                                      u32* __restrict__ counts) {
-    const u32 t = state[0];
-    const u32 start = blockIdx.x * p.chunk, end = min(p.len, start + p.chunk);
+/// out[0] / out[1] = elements of x[start, end) with |x| > t / == t (written by thread 0).
+__device__ void count_range(const float* __restrict__ x, u32 start, u32 end, u32 t, u32* __restrict__ out) {
     u32 gt = 0, eq = 0;
     for (u32 base = start; base < end; base += blockDim.x) {
         const u32 i = base + threadIdx.x;
@@ -64,9 +63,71 @@ extern "C" __global__ void topk_count(const TopkParams p, const float* __restric
         eq += __syncthreads_count(i < end && bits == t);
     }
     if (threadIdx.x == 0) {
-        counts[2 * blockIdx.x] = gt;
-        counts[2 * blockIdx.x + 1] = eq;
+        out[0] = gt;
+        out[1] = eq;
     }
+}
+
+/// Writes the kept elements of x[start, end) at their rank in index order:
+///   out0 + (kept greater before) + min(equal before, need),
+/// counting from `gt_base` greater and `eq_base` equal elements kept before `start`.
+__device__ void compact_range(const float* __restrict__ x, u32 start, u32 end, u32 t, u32 need, u32 gt_base,
+                              u32 eq_base, u32 out0, u32* __restrict__ out_idx, float* __restrict__ out_val) {
+    __shared__ u32 wg[32], we[32];
+    const u32 lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (u32 base = start; base < end; base += blockDim.x) {
+        const u32 i = base + threadIdx.x;
+        const float v = i < end ? x[i] : 0.0f;
+        const u32 bits = ABS_BITS(v);
+        const bool is_gt = i < end && bits > t, is_eq = i < end && bits == t;
+        const u32 bg = __ballot_sync(0xffffffffu, is_gt), be = __ballot_sync(0xffffffffu, is_eq);
+        const u32 lt = (1u << lane) - 1u;
+        if (lane == 0) {
+            wg[wid] = __popc(bg);
+            we[wid] = __popc(be);
+        }
+        __syncthreads();
+        u32 og = 0, oe = 0, tg = 0, te = 0;
+        for (u32 w = 0; w < nw; w++) {
+            if (w < wid) {
+                og += wg[w];
+                oe += we[w];
+            }
+            tg += wg[w];
+            te += we[w];
+        }
+        const u32 gt_before = gt_base + og + __popc(bg & lt);
+        const u32 eq_before = eq_base + oe + __popc(be & lt);
+        if (is_gt || (is_eq && eq_before < need)) {
+            const u32 pos = out0 + gt_before + min(eq_before, need);
+            out_idx[pos] = i;
+            out_val[pos] = v;
+        }
+        gt_base += tg;
+        eq_base += te;
+        __syncthreads();  // wg/we are rewritten by the next tile
+    }
+}
+
+// ---- one top-k over the whole buffer ------------------------------------------------------------
+
+/// hist[byte] += elements whose |x| matches state's prefix under its mask, by the byte at p.shift.
+extern "C" __global__ void topk_hist(const TopkParams p, const float* __restrict__ x, const u32* __restrict__ state,
+                                     u32* __restrict__ hist) {
+    radix_hist(x, blockIdx.x * blockDim.x + threadIdx.x, p.len, gridDim.x * blockDim.x, state[0], state[1], p.shift, hist);
+}
+
+/// Picks the byte holding the k-th largest (state[2] = rank still to find, >= 1), extends the
+/// prefix, and clears the histogram for the next pass. One block.
+extern "C" __global__ void topk_pick(const TopkParams p, u32* __restrict__ hist, u32* __restrict__ state) {
+    radix_pick(p.shift, hist, state);
+}
+
+/// counts[2b] = elements of chunk b with |x| > T, counts[2b+1] = with |x| == T.
+extern "C" __global__ void topk_count(const TopkParams p, const float* __restrict__ x, const u32* __restrict__ state,
+                                      u32* __restrict__ counts) {
+    const u32 start = blockIdx.x * p.chunk;
+    count_range(x, start, min(p.len, start + p.chunk), state[0], counts + 2 * blockIdx.x);
 }
 
 /// In place: counts -> exclusive prefix sums over blocks (both columns). One block of 1024 threads,
@@ -110,43 +171,9 @@ extern "C" __global__ void topk_scan(const TopkParams p, u32* __restrict__ count
 extern "C" __global__ void topk_compact(const TopkParams p, const float* __restrict__ x,
                                         const u32* __restrict__ state, const u32* __restrict__ offsets,
                                         u32* __restrict__ out_idx, float* __restrict__ out_val) {
-    __shared__ u32 wg[32], we[32];
-    const u32 t = state[0], need = state[2];
-    const u32 lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    const u32 start = blockIdx.x * p.chunk, end = min(p.len, start + p.chunk);
-    u32 gt_base = offsets[2 * blockIdx.x], eq_base = offsets[2 * blockIdx.x + 1];
-    for (u32 base = start; base < end; base += blockDim.x) {
-        const u32 i = base + threadIdx.x;
-        const float v = i < end ? x[i] : 0.0f;
-        const u32 bits = ABS_BITS(v);
-        const bool is_gt = i < end && bits > t, is_eq = i < end && bits == t;
-        const u32 bg = __ballot_sync(0xffffffffu, is_gt), be = __ballot_sync(0xffffffffu, is_eq);
-        const u32 lt = (1u << lane) - 1u;
-        if (lane == 0) {
-            wg[wid] = __popc(bg);
-            we[wid] = __popc(be);
-        }
-        __syncthreads();
-        u32 og = 0, oe = 0, tg = 0, te = 0;
-        for (u32 w = 0; w < nw; w++) {
-            if (w < wid) {
-                og += wg[w];
-                oe += we[w];
-            }
-            tg += wg[w];
-            te += we[w];
-        }
-        const u32 gt_before = gt_base + og + __popc(bg & lt);
-        const u32 eq_before = eq_base + oe + __popc(be & lt);
-        if (is_gt || (is_eq && eq_before < need)) {
-            const u32 pos = gt_before + min(eq_before, need);
-            out_idx[pos] = i;
-            out_val[pos] = v;
-        }
-        gt_base += tg;
-        eq_base += te;
-        __syncthreads();  // wg/we are rewritten by the next tile
-    }
+    const u32 start = blockIdx.x * p.chunk;
+    compact_range(x, start, min(p.len, start + p.chunk), state[0], state[2], offsets[2 * blockIdx.x],
+                  offsets[2 * blockIdx.x + 1], 0, out_idx, out_val);
 }
 
 // ---- segmented: one top-k per segment of one buffer, all segments in the same launches ----------
@@ -168,43 +195,15 @@ __device__ __forceinline__ u32 seg_block_end(const SegParams& p, const u32* seg_
 extern "C" __global__ void topk_seg_hist(const SegParams p, const float* __restrict__ x, const u32* __restrict__ blk_seg,
                                          const u32* __restrict__ blk_start, const u32* __restrict__ seg_bounds,
                                          const u32* __restrict__ state, u32* __restrict__ hist) {
-    __shared__ u32 h[256];
-    for (u32 i = threadIdx.x; i < 256; i += blockDim.x) h[i] = 0;
-    __syncthreads();
     const u32 s = blk_seg[blockIdx.x], start = blk_start[blockIdx.x];
-    const u32 end = seg_block_end(p, seg_bounds, s, start);
-    const u32 prefix = state[4 * s], mask = state[4 * s + 1];
-    for (u32 i = start + threadIdx.x; i < end; i += blockDim.x) {
-        const u32 bits = ABS_BITS(x[i]);
-        if ((bits & mask) == prefix) atomicAdd(&h[(bits >> p.shift) & 255u], 1u);
-    }
-    __syncthreads();
-    for (u32 i = threadIdx.x; i < 256; i += blockDim.x)
-        if (h[i]) atomicAdd(&hist[256 * s + i], h[i]);
+    radix_hist(x, start + threadIdx.x, seg_block_end(p, seg_bounds, s, start), blockDim.x, state[4 * s], state[4 * s + 1],
+               p.shift, hist + 256 * s);
 }
 
 /// `topk_pick` for segment s = blockIdx.x: extends its prefix by the byte holding its k-th
 /// largest and clears its histogram for the next pass.
 extern "C" __global__ void topk_seg_pick(const SegParams p, u32* __restrict__ hist, u32* __restrict__ state) {
-    const u32 s = blockIdx.x;
-    u32* hs = hist + 256 * s;
-    u32* st = state + 4 * s;
-    if (threadIdx.x == 0) {
-        const u32 k_rem = st[2];
-        u32 above = 0;
-        for (int b = 255; b >= 0; b--) {
-            const u32 c = hs[b];
-            if (above + c >= k_rem) {
-                st[0] |= (u32)b << p.shift;
-                st[1] |= 255u << p.shift;
-                st[2] = k_rem - above;
-                break;
-            }
-            above += c;
-        }
-    }
-    __syncthreads();
-    for (u32 i = threadIdx.x; i < 256; i += blockDim.x) hs[i] = 0;
+    radix_pick(p.shift, hist + 256 * blockIdx.x, state + 4 * blockIdx.x);
 }
 
 /// counts[2b] / counts[2b+1] = elements of block b's range with |x| > T_s / == T_s.
@@ -212,19 +211,7 @@ extern "C" __global__ void topk_seg_count(const SegParams p, const float* __rest
                                           const u32* __restrict__ blk_start, const u32* __restrict__ seg_bounds,
                                           const u32* __restrict__ state, u32* __restrict__ counts) {
     const u32 s = blk_seg[blockIdx.x], start = blk_start[blockIdx.x];
-    const u32 end = seg_block_end(p, seg_bounds, s, start);
-    const u32 t = state[4 * s];
-    u32 gt = 0, eq = 0;
-    for (u32 base = start; base < end; base += blockDim.x) {
-        const u32 i = base + threadIdx.x;
-        const u32 bits = i < end ? ABS_BITS(x[i]) : 0u;
-        gt += __syncthreads_count(i < end && bits > t);
-        eq += __syncthreads_count(i < end && bits == t);
-    }
-    if (threadIdx.x == 0) {
-        counts[2 * blockIdx.x] = gt;
-        counts[2 * blockIdx.x + 1] = eq;
-    }
+    count_range(x, start, seg_block_end(p, seg_bounds, s, start), state[4 * s], counts + 2 * blockIdx.x);
 }
 
 /// `topk_compact` per segment: block b writes its kept elements of segment s at
@@ -234,45 +221,10 @@ extern "C" __global__ void topk_seg_compact(const SegParams p, const float* __re
                                             const u32* __restrict__ seg_out, const u32* __restrict__ seg_first,
                                             const u32* __restrict__ state, const u32* __restrict__ offsets,
                                             u32* __restrict__ out_idx, float* __restrict__ out_val) {
-    __shared__ u32 wg[32], we[32];
-    const u32 s = blk_seg[blockIdx.x], start = blk_start[blockIdx.x];
-    const u32 end = seg_block_end(p, seg_bounds, s, start);
-    const u32 t = state[4 * s], need = state[4 * s + 2], out0 = seg_out[s], f = seg_first[s];
-    const u32 lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    u32 gt_base = offsets[2 * blockIdx.x] - offsets[2 * f];
-    u32 eq_base = offsets[2 * blockIdx.x + 1] - offsets[2 * f + 1];
-    for (u32 base = start; base < end; base += blockDim.x) {
-        const u32 i = base + threadIdx.x;
-        const float v = i < end ? x[i] : 0.0f;
-        const u32 bits = ABS_BITS(v);
-        const bool is_gt = i < end && bits > t, is_eq = i < end && bits == t;
-        const u32 bg = __ballot_sync(0xffffffffu, is_gt), be = __ballot_sync(0xffffffffu, is_eq);
-        const u32 lt = (1u << lane) - 1u;
-        if (lane == 0) {
-            wg[wid] = __popc(bg);
-            we[wid] = __popc(be);
-        }
-        __syncthreads();
-        u32 og = 0, oe = 0, tg = 0, te = 0;
-        for (u32 w = 0; w < nw; w++) {
-            if (w < wid) {
-                og += wg[w];
-                oe += we[w];
-            }
-            tg += wg[w];
-            te += we[w];
-        }
-        const u32 gt_before = gt_base + og + __popc(bg & lt);
-        const u32 eq_before = eq_base + oe + __popc(be & lt);
-        if (is_gt || (is_eq && eq_before < need)) {
-            const u32 pos = out0 + gt_before + min(eq_before, need);
-            out_idx[pos] = i;
-            out_val[pos] = v;
-        }
-        gt_base += tg;
-        eq_base += te;
-        __syncthreads();  // wg/we are rewritten by the next tile
-    }
+    const u32 s = blk_seg[blockIdx.x], start = blk_start[blockIdx.x], f = seg_first[s];
+    compact_range(x, start, seg_block_end(p, seg_bounds, s, start), state[4 * s], state[4 * s + 2],
+                  offsets[2 * blockIdx.x] - offsets[2 * f], offsets[2 * blockIdx.x + 1] - offsets[2 * f + 1], seg_out[s],
+                  out_idx, out_val);
 }
 
 /// partial[b] = sum of x[i]^2 in double over block b's range (the adaptive rule's per-segment
