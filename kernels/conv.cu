@@ -21,6 +21,18 @@ struct ConvDiv {
     FastDivmod khw, kw, plane, row;
     __device__ ConvDiv(const ConvParams& p, u32 ph, u32 pw)
         : khw(p.kh * p.kw), kw(p.kw), plane(ph * pw), row(pw) {}
+    /// k -> (channel, kernel row, kernel column).
+    __device__ __forceinline__ void tap(u32 k, u32* c, u32* ky, u32* kx) const {
+        u32 r;
+        khw.divmod(k, c, &r);
+        kw.divmod(r, ky, kx);
+    }
+    /// n -> (image, pixel row, pixel column) on the pass's pixel grid.
+    __device__ __forceinline__ void pixel(u32 n, u32* b, u32* y, u32* x) const {
+        u32 q;
+        plane.divmod(n, b, &q);
+        row.divmod(q, y, x);
+    }
 };
 
 // ---- forward ---------------------------------------------------------------------------------
@@ -37,11 +49,9 @@ struct FwdA {  // W as [c_out, c_in*kh*kw]
 /// `d` is the forward pass's ConvDiv (pixel grid oh x ow).
 __device__ __forceinline__ float im2col_at(const float* x, const ConvParams& p, const ConvDiv& d, u32 k, u32 n) {
     if (k >= p.c_in * p.kh * p.kw || n >= p.n * p.oh * p.ow) return 0.0f;
-    u32 ci, r, ky, kx, b, q, oy, ox;
-    d.khw.divmod(k, &ci, &r);
-    d.kw.divmod(r, &ky, &kx);
-    d.plane.divmod(n, &b, &q);
-    d.row.divmod(q, &oy, &ox);
+    u32 ci, ky, kx, b, oy, ox;
+    d.tap(k, &ci, &ky, &kx);
+    d.pixel(n, &b, &oy, &ox);
     const int iy = (int)(oy * p.stride + ky) - (int)p.pad;
     const int ix = (int)(ox * p.stride + kx) - (int)p.pad;
     if (iy < 0 || ix < 0 || iy >= (int)p.h || ix >= (int)p.w) return 0.0f;
@@ -94,11 +104,9 @@ struct DataB {  // B[(co,ky,kx), (b,iy,ix)] = dy[b, co, oy, ox] where oy*stride 
     FastDivmod stride;
     __device__ float operator()(u32 k, u32 n) const {
         if (k >= p.c_out * p.kh * p.kw || n >= p.n * p.h * p.w) return 0.0f;
-        u32 co, r, ky, kx, b, q, iy, ix;
-        d.khw.divmod(k, &co, &r);
-        d.kw.divmod(r, &ky, &kx);
-        d.plane.divmod(n, &b, &q);
-        d.row.divmod(q, &iy, &ix);
+        u32 co, ky, kx, b, iy, ix;
+        d.tap(k, &co, &ky, &kx);
+        d.pixel(n, &b, &iy, &ix);
         const int ty = (int)(iy + p.pad) - (int)ky, tx = (int)(ix + p.pad) - (int)kx;
         if (ty < 0 || tx < 0) return 0.0f;
         // ty, tx >= 0 from here, so their unsigned quotient and remainder are those of `/`, `%`.
