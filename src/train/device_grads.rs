@@ -18,8 +18,8 @@ use crate::backend::cuda::segtopk::SegmentPlan;
 use crate::backend::cuda::CudaBackend;
 use crate::compress::{k_for, CompressStats};
 use crate::dist::{sparse, World};
-use crate::error::{Error, Result};
-use cudarc::driver::{CudaSlice, CudaViewMut, PinnedHostSlice};
+use crate::error::Result;
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PinnedHostSlice};
 use std::ops::Range;
 
 /// Values per chunk of a dense step's staged exchange (16 MB): large enough for full-speed copies
@@ -66,19 +66,19 @@ fn ensure<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
     Ok(())
 }
 
-impl DeviceGrads<'_> {
-    /// Device → pinned staging (waits), for MPI or the host.
-    fn stage_down(&mut self) -> Result<()> {
-        self.be.stage_to_host(&self.g.as_view(), self.staging)
+/// The accumulated gradient a of the pending step: the residual buffer with feedback on, g itself
+/// without.
+fn accumulated<'v>(g: &'v CudaViewMut<'_, f32>, residual: &'v Option<CudaSlice<f32>>, feedback: bool) -> CudaView<'v, f32> {
+    match residual {
+        Some(r) if feedback => r.slice(..g.len()),
+        _ => g.as_view(),
     }
+}
 
+impl DeviceGrads<'_> {
     /// Pinned staging → device (queued ahead of the SGD kernel).
     fn stage_up(&mut self) -> Result<()> {
         self.be.stage_from_host(self.staging, &mut self.g)
-    }
-
-    fn residual(&mut self) -> Result<&mut CudaSlice<f32>> {
-        self.comp.residual.as_mut().ok_or_else(|| Error::Cuda("error-feedback residual used before the first compressed step".into()))
     }
 }
 
@@ -115,10 +115,7 @@ impl GradSide for DeviceGrads<'_> {
         let total_k = plan.total_k();
         ensure(be, &mut self.comp.idx, total_k)?;
         ensure(be, &mut self.comp.val, total_k)?;
-        let a = match (&self.comp.residual, self.feedback) {
-            (Some(r), true) => r.slice(..n),
-            _ => self.g.as_view(),
-        };
+        let a = accumulated(&self.g, &self.comp.residual, self.feedback);
         let (di, dv) = (self.comp.idx.as_mut().expect("ensured"), self.comp.val.as_mut().expect("ensured"));
         be.segmented_topk(plan, &a, &mut di.slice_mut(..total_k), &mut dv.slice_mut(..total_k))?;
         let norms = if stats {
@@ -156,8 +153,8 @@ impl GradSide for DeviceGrads<'_> {
                 crate::bail!(Cuda, "sent index {bad} is outside the gradient of {n} elements");
             }
             let d = self.be.upload(sent)?;
-            let be = self.be;
-            be.scatter_zero(&d.slice(..), &mut self.residual()?.slice_mut(..n))?;
+            let r = self.comp.residual.as_mut().expect("a pending step with feedback has a residual");
+            self.be.scatter_zero(&d.slice(..), &mut r.slice_mut(..n))?;
         }
         self.comp.pending = false;
         Ok(())
@@ -215,14 +212,8 @@ impl GradSide for DeviceGrads<'_> {
 
     fn ar_topk(&mut self, world: &World, step: u64, idx: &[u32]) -> Result<Vec<u32>> {
         let n = self.g.len();
-        // The accumulated gradient a goes to the host (the residual with feedback, g without).
-        if self.feedback {
-            let be = self.be;
-            let r = self.comp.residual.as_ref().expect("a pending step with feedback has a residual");
-            be.stage_to_host(&r.slice(..n), self.staging)?;
-        } else {
-            self.stage_down()?;
-        }
+        // The accumulated gradient a goes to the host.
+        self.be.stage_to_host(&accumulated(&self.g, &self.comp.residual, self.feedback), self.staging)?;
         let mut dense = vec![0.0f32; n];
         let j = sparse::ar_topk_allreduce(world, step, idx, self.be.pinned_host(self.staging)?, &mut dense)?;
         self.be.pinned_host(self.staging)?.copy_from_slice(&dense);

@@ -161,10 +161,7 @@ impl<'a> Engine<'a> {
         match self {
             Engine::Cpu { .. } => agg.aggregate(world, &mut model.store.grads, weight, step, epoch),
             Engine::Cuda { be, net, staging, staged, comp, cuda_aware } => {
-                if *staged {
-                    net.stage_grads_from_host(be, staging)?;
-                    *staged = false;
-                }
+                upload_staged(be, net, staging, staged)?;
                 let feedback = agg.feedback();
                 let mut side = DeviceGrads { be, g: net.grads_mut(), staging, comp, feedback, cuda_aware: *cuda_aware };
                 agg.aggregate_on(world, &mut side, weight, step, epoch)
@@ -193,10 +190,7 @@ impl<'a> Engine<'a> {
         match self {
             Engine::Cpu { opt } => opt.step(&mut model.store.params, &model.store.grads, lr),
             Engine::Cuda { be, net, staging, staged, .. } => {
-                if *staged {
-                    net.stage_grads_from_host(be, staging)?;
-                    *staged = false;
-                }
+                upload_staged(be, net, staging, staged)?;
                 net.sgd(be, lr)?;
             }
         }
@@ -240,6 +234,16 @@ impl<'a> Engine<'a> {
             Engine::Cuda { be, net, .. } => net.params_to_host(be),
         }
     }
+}
+
+/// Puts a gradient that the host changed in the staging buffer ([`Engine::host_grads`]) back on
+/// the device, once.
+fn upload_staged(be: &CudaBackend, net: &mut GpuNet, staging: &PinnedHostSlice<f32>, staged: &mut bool) -> Result<()> {
+    if *staged {
+        net.stage_grads_from_host(be, staging)?;
+        *staged = false;
+    }
+    Ok(())
 }
 
 fn check_logits(logits: &DeviceTensor, b: usize, classes: usize) -> Result<()> {

@@ -113,14 +113,6 @@ impl SegmentPlan {
         self.ks.iter().sum()
     }
 
-    pub fn segments(&self) -> &[Range<usize>] {
-        &self.segments
-    }
-
-    pub fn ks(&self) -> &[usize] {
-        &self.ks
-    }
-
     /// Where segment s's pairs start in the output of [`CudaBackend::segmented_topk`].
     pub fn out_offset(&self, s: usize) -> usize {
         self.out_offsets[s]
