@@ -135,21 +135,5 @@ fn child_cuda_aggregation() {
     if sparse == 0 || dense == 0 {
         fails.push(format!("coverage: {sparse} sparse and {dense} dense steps; both kinds must run"));
     }
-    let any = world.any(!fails.is_empty());
-    for f in &fails {
-        eprintln!("rank {}: {f}", world.rank());
-    }
-    if !any {
-        println!("{OK_MARK} rank {}", world.rank());
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    world.barrier();
-    // SAFETY: every rank calls it once, after its last MPI call (see tests/mpi_sparse.rs).
-    unsafe {
-        mpi::ffi::MPI_Finalize();
-    }
-    if any {
-        std::process::exit(1);
-    }
+    common::finish_child(&world, &fails, OK_MARK);
 }

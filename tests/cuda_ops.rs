@@ -4,6 +4,7 @@
 //!
 //! GEMM and convolutions run twice on sm_80+: the FP32 SIMT kernels (tight tolerance) and the TF32
 //! tensor-core kernels (10-bit mantissa operands, tolerance scaled by sqrt(K)).
+mod common;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -51,21 +52,9 @@ fn randv(r: &mut StdRng, n: usize) -> Vec<f32> {
     (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect()
 }
 
-/// Asserts |got − want| ≤ atol + rtol·|want| everywhere; lists the first 8 mismatches.
+/// GPU against CPU values; equal infinities and NaN against NaN pass (the ops propagate them).
 fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut bad = Vec::new();
-    let mut worst = 0.0f32;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g - w).abs();
-        worst = worst.max(if err.is_nan() { f32::INFINITY } else { err });
-        let ok = err <= atol + rtol * w.abs() || g == w || (g.is_nan() && w.is_nan());
-        if !ok {
-            bad.push(format!("[{i}] gpu {g} cpu {w}"));
-        }
-    }
-    assert!(bad.is_empty(), "{what}: {} mismatches (max |err| {worst}), first: {}", bad.len(), bad[..bad.len().min(8)].join(", "));
-    eprintln!("{what}: ok, max |err| {worst:.3e} over {} values", got.len());
+    common::assert_close(what, got, want, atol, rtol, true)
 }
 
 /// FP32 or TF32 tolerance for a dot product of length `k` of values in [-1, 1].

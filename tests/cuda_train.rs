@@ -73,22 +73,9 @@ fn gpu_running_statistics_layout_equals_cpu() {
     assert_eq!(describe("resnet18", Shape::Cifar, 10).unwrap().1.num_buffers, 2 * 4800);
 }
 
-/// Asserts |got − want| ≤ atol + rtol·|want| everywhere; lists the first 8 mismatches.
+/// GPU against CPU values; a NaN or infinity anywhere fails.
 fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut bad = Vec::new();
-    let mut worst = 0.0f32;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g - w).abs();
-        worst = worst.max(if err.is_nan() { f32::INFINITY } else { err });
-        // NaN fails: the comparison is false.
-        let ok = err <= atol + rtol * w.abs();
-        if !ok {
-            bad.push(format!("[{i}] gpu {g} cpu {w}"));
-        }
-    }
-    assert!(bad.is_empty(), "{what}: {} mismatches (max |err| {worst}), first: {}", bad.len(), bad[..bad.len().min(8)].join(", "));
-    eprintln!("{what}: ok, max |err| {worst:.3e} over {} values", got.len());
+    common::assert_close(what, got, want, atol, rtol, false)
 }
 
 /// One CPU step and one GPU step from the same parameters and batch; compares loss, gradients,

@@ -5,6 +5,7 @@
 //! child checks its results against a float64 reference built from every rank's inputs (which all
 //! ranks can regenerate), the ranks agree on whether any check failed, and all exit non-zero if
 //! one did. Each child prints a marker on success so that a run that selected no test cannot pass.
+mod common;
 use scadles::compress::bench::random_normal;
 use scadles::compress::{majority, majority_decision, topk};
 use scadles::dist::sparse::{ar_topk_allreduce, sparse_allgather_add};
@@ -64,25 +65,7 @@ fn child_sparse_mpi() {
     check_errors_agree(&world, &mut fails);
     check_ar_topk(&world, &mut fails);
     check_majority(&world, &mut fails);
-    let any = world.any(!fails.is_empty());
-    for f in &fails {
-        eprintln!("rank {}: {f}", world.rank());
-    }
-    if !any {
-        println!("{OK_MARK} rank {}", world.rank());
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    world.barrier();
-    // The process-wide universe is never dropped; without MPI_Finalize, MPICH's launcher treats the
-    // first rank to exit as a failure and kills the others mid-output.
-    // SAFETY: every rank calls it once, after its last MPI call.
-    unsafe {
-        mpi::ffi::MPI_Finalize();
-    }
-    if any {
-        std::process::exit(1);
-    }
+    common::finish_child(&world, &fails, OK_MARK);
 }
 
 /// Every rank's (idx, val) in the hand-made cases; every rank can rebuild every other rank's.

@@ -63,3 +63,45 @@ pub fn bin() -> &'static str {
 pub fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
 }
+
+/// The end of an MPI child test: the ranks agree on whether any collected `fails` exist, each
+/// prints its own, each prints `ok_mark` only when no rank failed (so a run that selected no test
+/// cannot pass), MPI is finalised on every rank, and the process exits 1 when any rank failed.
+pub fn finish_child(world: &scadles::dist::World, fails: &[String], ok_mark: &str) {
+    let any = world.any(!fails.is_empty());
+    for f in fails {
+        eprintln!("rank {}: {f}", world.rank());
+    }
+    if !any {
+        println!("{ok_mark} rank {}", world.rank());
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    world.barrier();
+    // The process-wide universe is never dropped; without MPI_Finalize, MPICH's launcher treats the
+    // first rank to exit as a failure and kills the others mid-output.
+    scadles::dist::World::finalize();
+    if any {
+        std::process::exit(1);
+    }
+}
+
+/// Asserts |got − want| ≤ atol + rtol·|want| everywhere (GPU `got` against CPU `want`); lists the
+/// first 8 mismatches. A NaN or infinite value fails unless `same_nonfinite` is set and both sides
+/// hold the same value (or both NaN).
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32, same_nonfinite: bool) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut bad = Vec::new();
+    let mut worst = 0.0f32;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        worst = worst.max(if err.is_nan() { f32::INFINITY } else { err });
+        // NaN fails the comparison.
+        let ok = err <= atol + rtol * w.abs() || (same_nonfinite && (g == w || (g.is_nan() && w.is_nan())));
+        if !ok {
+            bad.push(format!("[{i}] gpu {g} cpu {w}"));
+        }
+    }
+    assert!(bad.is_empty(), "{what}: {} mismatches (max |err| {worst}), first: {}", bad.len(), bad[..bad.len().min(8)].join(", "));
+    eprintln!("{what}: ok, max |err| {worst:.3e} over {} values", got.len());
+}
