@@ -175,23 +175,33 @@ def build(name, use_torchvision):
     sys.exit(f"bench_torch.py: unknown model {name!r}; expected one of {', '.join(PARAM_COUNTS)}")
 
 
-def bench(name, batch, threads, warmup, steps, use_torchvision):
+def prepare(name, use_torchvision, dev):
+    """The model (its parameter count checked against scadles') in training mode on `dev`, with
+    SGD (momentum 0.9, weight decay 1e-4) and the loss; returns (name, shape, classes, step_for)
+    where step_for(x, y) gives one training step (forward, loss, backward, SGD) on that batch."""
     model, shape, classes = build(name, use_torchvision)
     name = name.removesuffix("-torchvision")
     nparams = sum(p.numel() for p in model.parameters())
     assert nparams == PARAM_COUNTS[name], f"{name}: {nparams} parameters, expected {PARAM_COUNTS[name]}"
-    model.train()
+    model.to(dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.randn(batch, 3, 32, 32)
-    y = torch.randint(0, classes, (batch,))
 
-    def step():
-        opt.zero_grad(set_to_none=False)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    def step_for(x, y):
+        def step():
+            opt.zero_grad(set_to_none=False)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    return name, shape, classes, step_for
+
+
+def bench(name, batch, threads, warmup, steps, use_torchvision):
+    name, shape, classes, step_for = prepare(name, use_torchvision, torch.device("cpu"))
+    step = step_for(torch.randn(batch, 3, 32, 32), torch.randint(0, classes, (batch,)))
 
     for _ in range(warmup):
         step()
@@ -210,24 +220,9 @@ def bench_cuda(name, batches, threads, warmup, steps, use_torchvision, tf32):
     """--device cuda: one model on GPU 0 at each batch size; the median of `steps` synchronised
     steps after `warmup` untimed ones."""
     dev = torch.device("cuda")
-    model, shape, classes = build(name, use_torchvision)
-    name = name.removesuffix("-torchvision")
-    nparams = sum(p.numel() for p in model.parameters())
-    assert nparams == PARAM_COUNTS[name], f"{name}: {nparams} parameters, expected {PARAM_COUNTS[name]}"
-    model.to(dev).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    loss_fn = nn.CrossEntropyLoss()
+    name, shape, classes, step_for = prepare(name, use_torchvision, dev)
     for batch in batches:
-        x = torch.randn(batch, 3, 32, 32, device=dev)
-        y = torch.randint(0, classes, (batch,), device=dev)
-
-        def step():
-            opt.zero_grad(set_to_none=False)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-
+        step = step_for(torch.randn(batch, 3, 32, 32, device=dev), torch.randint(0, classes, (batch,), device=dev))
         times = []
         for i in range(warmup + steps):
             torch.cuda.synchronize()
@@ -242,7 +237,7 @@ def bench_cuda(name, batches, threads, warmup, steps, use_torchvision, tf32):
         print(f"bench model={name.removesuffix('-cifar')} shape={shape} batch={batch} threads={threads} "
               f"img_per_s={batch / step_s:.1f} step_s={step_s:.4f} device=cuda tf32={'on' if tf32 else 'off'}",
               flush=True)
-    del model, opt
+    del step, step_for
     torch.cuda.empty_cache()
 
 
