@@ -2,8 +2,8 @@
 //! independent double-precision reference.
 //!
 //! `tests/kernel_emu/harness.cpp` includes the real, unmodified kernel sources after
-//! `tests/kernel_emu/shim.h`, which makes them valid C++20: every CUDA thread becomes an OS thread,
-//! `__syncthreads` a block barrier, warp shuffles/ballots and the TF32 `mma.sync` a per-warp
+//! `tests/kernel_emu/shim.h`, which makes them valid C++20: every CUDA thread becomes a fiber,
+//! `__syncthreads` the end of a scheduling phase, warp shuffles/ballots and the TF32 `mma.sync` a per-warp
 //! exchange (common.cuh's two inline-PTX sites call the shim under `SCADLES_KERNEL_EMU`). Each kernel
 //! is launched with the grid, block and parameter struct that `src/backend/cuda/ops.rs` computes,
 //! on small shapes chosen to hit partial tiles, padding, strides, split-K, ties and the like.

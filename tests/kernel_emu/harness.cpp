@@ -22,7 +22,7 @@
 // says otherwise; "exact" checks compare bit patterns and report 0 or fail.
 //
 // Limits: see shim.h (warp-granular schedule perturbation only, no weak-memory effects, blocks run
-// one at a time); shapes are small (the emulator runs each CUDA thread as an OS thread), so 32-bit
+// one at a time); shapes are small (the emulator runs each CUDA thread as a fiber, one at a time), so 32-bit
 // index overflow paths and grids of more than a few hundred blocks are not exercised.
 //
 // Build: g++ -std=c++20 -O2 -pthread tests/kernel_emu/harness.cpp -o harness
@@ -1628,7 +1628,7 @@ int main(int argc, char** argv) {
     if (argc > 1) g_filter = argv[1];
     emu::start_watchdog(60);  // one launch takes a few seconds at most, even on a slow machine
     const auto t0 = std::chrono::steady_clock::now();
-    std::printf("kernel emulation: real kernels/*.cu on CPU threads (shim.h), double-precision references\n");
+    std::printf("kernel emulation: real kernels/*.cu as CPU fibers (shim.h), double-precision references\n");
     // The launch constants mirrored from ops.rs (tests/kernel_emulation.rs compares them with it).
     std::printf("CONST BLOCK %u\nCONST BN_BLOCK %u\nCONST TOPK_CHUNK %u\n", BLOCK, BN_BLOCK, TOPK_CHUNK);
     emu_selfcheck();

@@ -1,24 +1,28 @@
 // CPU emulation of the CUDA device environment the kernels in kernels/*.cu are written for, so
-// that the real, unmodified kernel sources compile as C++20 with g++ and run on the host
-// (tests/kernel_emu/harness.cpp, driven by tests/kernel_emulation.rs).
+// that the real, unmodified kernel sources compile as C++20 with g++ and run on the host. Two
+// programs use it: tests/kernel_emu/harness.cpp (every kernel against a double-precision
+// reference, driven by tests/kernel_emulation.rs) and tests/kernel_emu/libcuda.cpp (an emulated
+// CUDA driver that runs the whole GPU backend on the CPU, driven by tests/emulated_device.rs).
 //
 // What is emulated:
-//  * Every CUDA thread of a block is a real OS thread (pthreads, small stacks). The blocks of a
-//    grid run one after another on the same set of threads, separated by a barrier, so a block
-//    never overlaps the next one.
+//  * Every CUDA thread of a block is a fiber: its own stack, switched to and from cooperatively
+//    on the launching OS thread (a few registers saved and restored on x86-64, ucontext
+//    elsewhere). Blocks of a grid run one after another. A fiber runs until it reaches a
+//    synchronisation point (a block barrier, a warp operation, the end of the block); the
+//    scheduler then runs the next ready fiber.
 //  * `__shared__` is `static`: a `__shared__` array declared in a kernel or device function is one
 //    object shared by all threads of the block (and reused, not reset, by the next block, as the
 //    contents of shared memory are undefined at block start on the GPU too).
-//  * `__syncthreads` / `__syncthreads_count|and|or` are a std::barrier over the block's threads.
-//    Between two barriers, a reproducible pseudo-random choice lets one warp run the phase alone
-//    before the others, or after them, or all together (see `perturb_schedule`), so that a
-//    missing barrier shows as a wrong result instead of depending on OS timing.
+//  * `__syncthreads` / `__syncthreads_count|and|or` end a phase: the phase is over when every
+//    thread of the block has reached the barrier. Which threads run a phase first is chosen per
+//    phase, reproducibly, from four legal GPU schedules (see `perturb_schedule`), so that a
+//    missing barrier shows as a wrong result. A barrier reached by only part of the block, or a
+//    warp operation reached by only part of a warp, is reported as the deadlock it would be.
 //  * Warp-level operations (`__shfl_*_sync`, `__ballot_sync`, `mma.sync`) synchronise only the
-//    32 lanes of their warp, through one std::barrier per warp and a double-buffered exchange
-//    area: a lane publishes its operand, waits for the 31 others, then reads theirs. The full mask
-//    0xffffffff is required (anything else aborts): the kernels always have all lanes converged.
-//    A warp op reached by only some lanes deadlocks, which the launch watchdog reports.
-//  * `atomicAdd` is a genuine atomic read-modify-write (std::atomic_ref), since threads are real.
+//    32 lanes of their warp, through a double-buffered exchange area: a lane publishes its
+//    operand, waits for the 31 others, then reads theirs. The full mask 0xffffffff is required
+//    (anything else aborts): the kernels always have all lanes converged.
+//  * `atomicAdd` is a genuine atomic read-modify-write (std::atomic_ref).
 //  * TF32: `cvt.rna.tf32.f32` rounds to nearest with ties away from zero to a 10-bit mantissa;
 //    `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32` gathers the warp's fragments by the
 //    PTX ISA fragment layout tables, ignores the low 13 bits of each operand (as the hardware
@@ -26,27 +30,27 @@
 //    common.cuh calls these through its `#ifdef SCADLES_KERNEL_EMU` branches.
 //
 // Limits (what is NOT emulated):
-//  * Warp scheduling order in general, lock-step execution and independent-thread-scheduling
-//    corner cases: lanes run freely between warp operations, warps between barriers (apart from
-//    the whole-warp orderings above); only the synchronisation points order them.
-//  * The memory model is sequentially consistent through barriers (std::barrier gives
-//    happens-before); GPU weak-ordering bugs that a barrier would not fix are not caught, nor are
-//    races between blocks (blocks do not run concurrently).
+//  * Lock-step execution and arbitrary interleavings: threads switch only at synchronisation
+//    points, so between two of them a thread's code runs as one piece. The four schedules order
+//    whole warps and whole phases; a race that only a finer interleaving would show is missed.
+//  * The memory model is sequentially consistent; GPU weak-ordering bugs that a barrier would not
+//    fix are not caught, nor are races between blocks (blocks do not run concurrently).
 //  * Floating point: host libm (expf, logf) instead of CUDA's (<= 2 ulp apart), rsqrtf is exact
 //    1/sqrtf, no FMA contraction unlike nvcc's default, tensor-core accumulation order/rounding
 //    replaced by an exact sum rounded once. Comparisons must use tolerances accordingly.
-//  * No dynamic shared memory, no cooperative groups, no streams: only what the kernels use.
+//  * No dynamic shared memory, no cooperative groups: only what the kernels use.
 //  * `__restrict__` keeps g++'s own meaning (the same promise nvcc relies on).
 #pragma once
 
 #define SCADLES_KERNEL_EMU 1
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -57,11 +61,18 @@
 #include <memory>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#if defined(__x86_64__) && !defined(SCADLES_EMU_UCONTEXT)
+#define EMU_X86_SWITCH 1
+#else
+#include <ucontext.h>
+#endif
+
 // ---- qualifiers ------------------------------------------------------------------------------
-// The kernels and everything they include form one translation unit (harness.cpp), so device
-// functions need no linkage tricks.
+// The kernels and everything they include form one translation unit, so device functions need
+// no linkage tricks.
 #define __global__
 #define __device__
 #define __host__
@@ -76,8 +87,9 @@
 struct emu_dim3 {
     unsigned x = 1, y = 1, z = 1;
 };
-inline emu_dim3 gridDim, blockDim;               // set before a launch's threads start
-inline thread_local emu_dim3 threadIdx, blockIdx;  // per emulated thread
+// Set by the scheduler: the launch's shape, the running block, and the running fiber's thread
+// index (written before every switch to a fiber; all fibers share the launching OS thread).
+inline emu_dim3 gridDim, blockDim, blockIdx, threadIdx;
 
 namespace emu {
 
@@ -87,88 +99,380 @@ namespace emu {
     std::_Exit(3);
 }
 
-// ---- block synchronisation -------------------------------------------------------------------
-/// Schedule perturbation, on unless the environment sets SCADLES_EMU_SCHEDULE=free. Threads left
-/// to the OS scheduler interleave in few ways, so a missing __syncthreads (one warp still reading
-/// shared memory that another warp already overwrites for the next step) would rarely show. So
-/// after each block barrier, a hash of the phase number picks one warp and one of three schedules
-/// for the phase that follows (up to the next barrier, or the end of the block):
-///   run-ahead: the chosen warp runs the whole phase alone, then the others run it;
-///   lag:       the other warps run the whole phase, then the chosen warp runs it;
-///   free:      all run at once.
-/// All three are legal GPU schedules (warps are independent between barriers), so a correct kernel
-/// passes under any of them, and the choice is reproducible run to run.
+// ---- fibers ----------------------------------------------------------------------------------
+enum class State : unsigned char { Ready, AtBarrier, AtWarp, Done };
+
+/// One emulated CUDA thread. Fibers are pooled and reused by every later launch.
+struct Fiber {
+    void* sp = nullptr;  // saved stack pointer while switched out (x86-64)
+#ifndef EMU_X86_SWITCH
+    ucontext_t uc;
+#endif
+    emu_dim3 tid;
+    unsigned lane = 0, warp = 0;
+    unsigned xphase = 0;  // which half of the warp's double-buffered exchange area is next
+    State state = State::Done;
+    bool pred = false;  // the __syncthreads_count predicate it brought to the barrier
+};
+
+constexpr size_t FIBER_STACK = 256 * 1024;  // reserved per fiber (touched pages only), a guard page below
+
+}  // namespace emu
+
+extern "C" [[noreturn]] __attribute__((visibility("hidden"))) void emu_fiber_main(emu::Fiber* f);
+
+#ifdef EMU_X86_SWITCH
+// emu_swap_stack(save, load): pushes the callee-saved registers, MXCSR and the x87 control word,
+// stores the stack pointer in *save, switches to `load` and pops the same frame from there. A new
+// fiber's stack holds such a frame whose return address is emu_fiber_trampoline, with the Fiber
+// in r12.
+extern "C" __attribute__((visibility("hidden"))) void emu_swap_stack(void** save, void* load);
+extern "C" __attribute__((visibility("hidden"))) void emu_fiber_trampoline();
+asm(R"(
+    .text
+    .p2align 4
+    .globl emu_swap_stack
+    .hidden emu_swap_stack
+    .type emu_swap_stack, @function
+emu_swap_stack:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $16, %rsp
+    stmxcsr 8(%rsp)
+    fnstcw (%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr 8(%rsp)
+    fldcw (%rsp)
+    addq $16, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_swap_stack, .-emu_swap_stack
+
+    .p2align 4
+    .globl emu_fiber_trampoline
+    .hidden emu_fiber_trampoline
+    .type emu_fiber_trampoline, @function
+emu_fiber_trampoline:
+    movq %r12, %rdi
+    andq $-16, %rsp
+    call emu_fiber_main
+    ud2
+    .size emu_fiber_trampoline, .-emu_fiber_trampoline
+)");
+#endif
+
+namespace emu {
+
+// ---- launch state and scheduler -----------------------------------------------------------------
+/// Schedule perturbation, on unless the environment sets SCADLES_EMU_SCHEDULE=free. A phase (the
+/// code between two block barriers) runs under one of four schedules, picked by a hash of the
+/// phase number and the launch's ordinal:
+///   forward:   threads in index order, each up to its next synchronisation point;
+///   reverse:   the same in reverse index order;
+///   run-ahead: one chosen warp runs the whole phase alone, then the others (forward);
+///   lag:       the other warps run the whole phase (forward), then the chosen warp.
+/// All four are legal GPU schedules (warps are independent between barriers), so a correct kernel
+/// passes under any of them, and the choice is reproducible run to run. With the variable set to
+/// `free`, every phase runs forward.
 inline const bool perturb_schedule = [] {
     const char* e = std::getenv("SCADLES_EMU_SCHEDULE");
     return !(e && std::strcmp(e, "free") == 0);
 }();
 
-enum class Gate : unsigned char { Free, RunAhead, Lag };
+enum class Gate : unsigned char { Forward, Reverse, RunAhead, Lag };
 
-struct BlockSync;
-struct PhaseCompletion {
-    BlockSync* s;
-    void operator()() noexcept;
+constexpr unsigned SLOT = 48;  // bytes one lane publishes per warp operation (mma: 40)
+struct WarpArea {
+    alignas(64) unsigned char slot[2][32][SLOT];
+    unsigned lanes = 32, arrived = 0;
 };
-/// One barrier over all threads of a block. The completion step (run once per phase, after the
-/// last arrival and before anyone is released) publishes the phase's __syncthreads_count total,
-/// clears the counter, and sets up the next phase's schedule.
-struct BlockSync {
-    const unsigned nthreads, nwarps;
-    std::atomic<unsigned> count{0};
-    unsigned last = 0;
-    // Schedule of the current phase (written only by the completion step).
-    unsigned long long phase = 0;
+
+struct Launch {
+    const char* name;
+    unsigned nthreads, nwarps;
+    void (*body)(void*);  // runs the kernel once with the captured arguments
+    void* arg;
+    std::vector<WarpArea> warps;
+    unsigned long long phase = 0;  // barrier phases completed in this launch
+    unsigned last = 0;             // the last barrier's __syncthreads_count total
+    Gate gate = Gate::Forward;
     unsigned chosen = 0;
-    Gate gate = Gate::Free;
-    unsigned first_group_size = 0;                  // threads that run the phase first
-    std::atomic<unsigned> first_group_arrived{0};   // ... and have reached its end
-    std::atomic<unsigned long long> released{0};    // phase whose second group may run
-    std::barrier<PhaseCompletion> bar;
-    explicit BlockSync(unsigned n)
-        : nthreads(n), nwarps((n + 31) / 32), bar((std::ptrdiff_t)n, PhaseCompletion{this}) {}
-    unsigned lanes_of(unsigned w) const { return std::min(32u, nthreads - 32 * w); }
 };
-inline void PhaseCompletion::operator()() noexcept {
-    s->last = s->count.exchange(0, std::memory_order_relaxed);
-    unsigned long long h = (++s->phase) * 0x9E3779B97F4A7C15ull;
+
+inline Launch* g_launch = nullptr;
+inline unsigned long long g_launches = 0;  // launches so far: seeds each launch's schedule sequence
+inline Fiber* g_cur = nullptr;
+inline std::vector<Fiber*> g_pool;
+#ifdef EMU_X86_SWITCH
+inline void* g_sched_sp = nullptr;
+#else
+inline ucontext_t g_sched_uc;
+#endif
+
+/// Name and start time of the launch in flight, for the watchdog.
+inline std::atomic<const char*> current_kernel{nullptr};
+inline std::atomic<long long> launch_started_ms{0};
+inline long long now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+/// Aborts the process when one launch runs longer than `limit_s` (a kernel that never reaches
+/// its end, e.g. a loop waiting for a value no thread writes).
+inline void start_watchdog(int limit_s) {
+    static std::atomic<int> limit{0};
+    limit = limit_s;
+    pthread_t th;
+    pthread_create(
+        &th, nullptr,
+        [](void*) -> void* {
+            for (;;) {
+                sleep(1);
+                const char* k = current_kernel.load();
+                if (k && now_ms() - launch_started_ms.load() > 1000LL * limit.load()) {
+                    std::fprintf(stdout, "FAIL  %s: launch did not finish within %d s\n", k, limit.load());
+                    std::fflush(stdout);
+                    std::_Exit(4);
+                }
+            }
+            return nullptr;
+        },
+        nullptr);
+    pthread_detach(th);
+}
+
+#ifndef EMU_X86_SWITCH
+inline void fiber_entry_ucontext(unsigned hi, unsigned lo) {
+    emu_fiber_main(reinterpret_cast<Fiber*>((uintptr_t(hi) << 32) | uintptr_t(lo)));
+}
+#endif
+
+inline Fiber* new_fiber() {
+    Fiber* f = new Fiber();
+    void* mem = mmap(nullptr, FIBER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) fatal("mmap of a fiber stack failed");
+    const long page = sysconf(_SC_PAGESIZE);
+    if (mprotect(mem, (size_t)page, PROT_NONE) != 0) fatal("mprotect of a fiber stack's guard page failed");
+    char* base = static_cast<char*>(mem);
+#ifdef EMU_X86_SWITCH
+    // The frame emu_swap_stack pops: x87 control word, MXCSR, r15, r14, r13, r12 (= the fiber),
+    // rbx, rbp, return address (the trampoline), one spare word. The trampoline is entered with
+    // rsp = frame + 72 and aligns the stack itself before its call.
+    const uintptr_t top = (reinterpret_cast<uintptr_t>(base) + FIBER_STACK) & ~uintptr_t(15);
+    uint64_t* frame = reinterpret_cast<uint64_t*>(top - 80);
+    unsigned mxcsr;
+    unsigned short fpcw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(fpcw));
+    std::memset(frame, 0, 80);
+    frame[0] = fpcw;
+    frame[1] = mxcsr;
+    frame[5] = reinterpret_cast<uint64_t>(f);
+    frame[8] = reinterpret_cast<uint64_t>(&emu_fiber_trampoline);
+    f->sp = frame;
+#else
+    if (getcontext(&f->uc) != 0) fatal("getcontext failed");
+    f->uc.uc_stack.ss_sp = base + page;
+    f->uc.uc_stack.ss_size = FIBER_STACK - (size_t)page;
+    f->uc.uc_link = nullptr;
+    const uintptr_t p = reinterpret_cast<uintptr_t>(f);
+    makecontext(&f->uc, reinterpret_cast<void (*)()>(&fiber_entry_ucontext), 2, unsigned(p >> 32), unsigned(p));
+#endif
+    return f;
+}
+
+/// Switches from the scheduler to fiber `f`; returns when `f` yields.
+inline void resume(Fiber* f) {
+    g_cur = f;
+    threadIdx = f->tid;
+#ifdef EMU_X86_SWITCH
+    emu_swap_stack(&g_sched_sp, f->sp);
+#else
+    if (swapcontext(&g_sched_uc, &f->uc) != 0) fatal("swapcontext failed");
+#endif
+    g_cur = nullptr;
+}
+
+/// Switches from the running fiber back to the scheduler, having set its state.
+inline void yield(Fiber* f, State s) {
+    f->state = s;
+#ifdef EMU_X86_SWITCH
+    emu_swap_stack(&f->sp, g_sched_sp);
+#else
+    if (swapcontext(&f->uc, &g_sched_uc) != 0) fatal("swapcontext failed");
+#endif
+}
+
+inline Fiber* current(const char* what) {
+    if (!g_cur) {
+        std::fprintf(stderr, "emu: fatal: %s outside a kernel launch\n", what);
+        std::fflush(stderr);
+        std::_Exit(3);
+    }
+    return g_cur;
+}
+
+/// Picks the schedule of the next phase (see perturb_schedule).
+inline void next_schedule(Launch& L) {
+    unsigned long long h = (++L.phase + (g_launches << 20)) * 0x9E3779B97F4A7C15ull;
     h ^= h >> 31;
     h *= 0xBF58476D1CE4E5B9ull;
     h ^= h >> 29;
-    s->chosen = (unsigned)(h % s->nwarps);
-    s->gate = (!perturb_schedule || s->nwarps == 1) ? Gate::Free : Gate((h >> 40) % 3);
-    s->first_group_size = s->gate == Gate::RunAhead ? s->lanes_of(s->chosen) : s->nthreads - s->lanes_of(s->chosen);
-    s->first_group_arrived.store(0, std::memory_order_relaxed);
+    L.chosen = (unsigned)(h % L.nwarps);
+    if (!perturb_schedule) L.gate = Gate::Forward;
+    else if (L.nwarps == 1) L.gate = Gate((h >> 40) % 2);
+    else L.gate = Gate((h >> 40) % 4);
+}
+
+[[noreturn]] inline void deadlock(const Launch& L, const char* what) {
+    std::fprintf(stderr, "emu: fatal: %s: %s (block %u,%u,%u)\n", L.name, what, blockIdx.x, blockIdx.y, blockIdx.z);
+    std::fflush(stderr);
+    std::_Exit(3);
+}
+
+/// Runs the ready fibers among `ids` until none is ready (each up to its next synchronisation
+/// point), releasing a warp's lanes once all of them have reached its warp operation.
+inline void run_group(Launch& L, const std::vector<Fiber*>& ids) {
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (Fiber* f : ids) {
+            if (f->state != State::Ready) continue;
+            progress = true;
+            resume(f);
+            if (f->state == State::AtWarp) {
+                WarpArea& w = L.warps[f->warp];
+                if (++w.arrived == w.lanes) {
+                    w.arrived = 0;
+                    for (unsigned l = 0; l < w.lanes; l++) g_pool[32 * f->warp + l]->state = State::Ready;
+                }
+            }
+        }
+    }
+}
+
+/// One block: phases separated by barriers until every thread has finished the kernel.
+inline void run_block(Launch& L) {
+    const unsigned n = L.nthreads;
+    for (unsigned t = 0; t < n; t++) {
+        g_pool[t]->state = State::Ready;
+        g_pool[t]->xphase = 0;
+    }
+    std::vector<Fiber*> first, second;
+    first.reserve(n);
+    second.reserve(n);
+    for (;;) {
+        first.clear();
+        second.clear();
+        for (unsigned t = 0; t < n; t++) {
+            Fiber* f = g_pool[t];
+            const bool chosen = f->warp == L.chosen;
+            switch (L.gate) {
+                case Gate::Forward: first.push_back(f); break;
+                case Gate::Reverse: first.push_back(g_pool[n - 1 - t]); break;
+                case Gate::RunAhead: (chosen ? first : second).push_back(f); break;
+                case Gate::Lag: (chosen ? second : first).push_back(f); break;
+            }
+        }
+        run_group(L, first);
+        run_group(L, second);
+        unsigned at_barrier = 0, done = 0, count = 0;
+        for (unsigned t = 0; t < n; t++) {
+            const Fiber* f = g_pool[t];
+            if (f->state == State::AtWarp) deadlock(L, "a warp operation that not every lane of the warp reaches");
+            if (f->state == State::AtBarrier) at_barrier++, count += f->pred ? 1 : 0;
+            if (f->state == State::Done) done++;
+        }
+        if (done == n) return;
+        if (at_barrier != n) deadlock(L, "a __syncthreads that not every thread of the block reaches");
+        L.last = count;
+        next_schedule(L);
+        for (unsigned t = 0; t < n; t++) g_pool[t]->state = State::Ready;
+    }
+}
+
+struct LaunchConfig {
+    emu_dim3 grid, block;
+    unsigned shared_mem_bytes = 0;
+};
+
+/// Runs `body(arg)` as a kernel over `cfg.grid` blocks of `cfg.block` threads.
+inline void run_launch(const char* name, const LaunchConfig& cfg, void (*body)(void*), void* arg) {
+    if (g_launch) fatal("a kernel launch from inside a kernel");
+    if (cfg.shared_mem_bytes != 0) fatal("dynamic shared memory is not emulated");
+    const unsigned n = cfg.block.x * cfg.block.y * cfg.block.z;
+    if (n == 0 || n > 1024) fatal("block size out of range (1..1024 threads)");
+    if (cfg.grid.x == 0 || cfg.grid.y == 0 || cfg.grid.z == 0) fatal("empty grid");
+    if (cfg.grid.y > 65535 || cfg.grid.z > 65535) fatal("grid.y/grid.z above 65535");
+    while (g_pool.size() < n) g_pool.push_back(new_fiber());
+    Launch L{name, n, (n + 31) / 32, body, arg, std::vector<WarpArea>((n + 31) / 32)};
+    for (unsigned w = 0; w < L.nwarps; w++) L.warps[w].lanes = std::min(32u, n - 32 * w);
+    for (unsigned t = 0; t < n; t++) {
+        Fiber* f = g_pool[t];
+        f->tid = {t % cfg.block.x, (t / cfg.block.x) % cfg.block.y, t / (cfg.block.x * cfg.block.y)};
+        f->lane = t % 32;
+        f->warp = t / 32;
+    }
+    g_launches++;
+    next_schedule(L);
+    gridDim = cfg.grid;
+    blockDim = cfg.block;
+    g_launch = &L;
+    current_kernel = name;
+    launch_started_ms = now_ms();
+    for (unsigned z = 0; z < cfg.grid.z; z++)
+        for (unsigned y = 0; y < cfg.grid.y; y++)
+            for (unsigned x = 0; x < cfg.grid.x; x++) {
+                blockIdx = {x, y, z};
+                run_block(L);
+            }
+    current_kernel = nullptr;
+    g_launch = nullptr;
+}
+
+/// Runs `kernel(args...)` over `cfg.grid` blocks of `cfg.block` threads; returns when all are done.
+/// The arguments are converted to the kernel's parameter types first (by-value copies, as a
+/// kernel launch passes them), so a wrong argument list is a compile error.
+template <class... P, class... A>
+void launch(const char* name, const LaunchConfig& cfg, void (*kernel)(P...), A&&... args) {
+    static_assert(sizeof...(P) == sizeof...(A), "kernel argument count");
+    using Args = std::tuple<std::decay_t<P>...>;
+    Args packed(std::forward<A>(args)...);
+    struct Call {
+        void (*k)(P...);
+        Args* a;
+    } call{kernel, &packed};
+    run_launch(
+        name, cfg,
+        [](void* p) {
+            Call* c = static_cast<Call*>(p);
+            Args copy = *c->a;  // each thread gets its own copy of the by-value parameters
+            std::apply(c->k, copy);
+        },
+        &call);
 }
 
 // ---- warp synchronisation --------------------------------------------------------------------
-constexpr unsigned SLOT = 48;  // bytes one lane publishes per warp operation (mma: 40)
-struct WarpSync {
-    std::barrier<> bar;
-    alignas(64) unsigned char slot[2][32][SLOT];
-    explicit WarpSync(unsigned lanes) : bar((std::ptrdiff_t)lanes) {}
-};
-
-struct ThreadCtx {
-    BlockSync* block = nullptr;
-    WarpSync* warp = nullptr;
-    unsigned lane = 0, warp_id = 0;
-    unsigned phase = 0;  // which half of the warp's double-buffered exchange area is next
-};
-inline thread_local ThreadCtx ctx;
-
 /// Publishes `n` bytes for this lane and waits for the whole warp; returns the exchange area
-/// ([32][SLOT]) of this operation. Double buffering makes one barrier per operation enough: a lane
-/// can only overwrite this half again after passing the *next* operation's barrier, which every
-/// lane reaches only after it has finished reading this one.
+/// ([32][SLOT]) of this operation. Double buffering makes one wait per operation enough: a lane
+/// can only overwrite this half again after passing the *next* operation, which every lane
+/// reaches only after it has finished reading this one.
 inline const unsigned char* warp_exchange(const void* mine, size_t n, unsigned mask) {
     if (mask != 0xffffffffu) fatal("warp operation with a partial mask is not emulated");
-    ThreadCtx& c = ctx;
-    if (!c.warp) fatal("warp operation outside a kernel launch");
-    unsigned char* area = &c.warp->slot[c.phase][0][0];
-    std::memcpy(area + c.lane * SLOT, mine, n);
-    c.warp->bar.arrive_and_wait();
-    c.phase ^= 1u;
+    Fiber* f = current("a warp operation");
+    unsigned char* area = &g_launch->warps[f->warp].slot[f->xphase][0][0];
+    std::memcpy(area + f->lane * SLOT, mine, n);
+    yield(f, State::AtWarp);
+    f->xphase ^= 1u;
     return area;
 }
 
@@ -184,6 +488,14 @@ inline T shfl_from(T v, unsigned mask, unsigned src_lane, bool keep_own) {
     static_assert(sizeof(T) <= SLOT && std::is_trivially_copyable_v<T>);
     const unsigned char* area = warp_exchange(&v, sizeof(T), mask);
     return keep_own ? v : warp_read<T>(area, src_lane & 31u);
+}
+
+/// __syncthreads_count: waits for the whole block and returns how many threads passed `pred`.
+inline int block_barrier_count(int pred) {
+    Fiber* f = current("__syncthreads");
+    f->pred = pred != 0;
+    yield(f, State::AtBarrier);
+    return (int)g_launch->last;  // valid until the next barrier completes, which needs this thread
 }
 
 // ---- TF32 ------------------------------------------------------------------------------------
@@ -229,7 +541,7 @@ inline void mma_m16n8k8_tf32(float d[4], const unsigned a[4], const unsigned b[2
         C[g + 8][2 * t] = f.c[2];
         C[g + 8][2 * t + 1] = f.c[3];
     }
-    const unsigned lane = ctx.lane, g = lane >> 2, t = lane & 3u;
+    const unsigned lane = current("mma.sync")->lane, g = lane >> 2, t = lane & 3u;
     for (int r = 0; r < 4; r++) {
         const unsigned row = g + (r >= 2 ? 8 : 0), col = 2 * t + (r & 1);
         double s = C[row][col];
@@ -238,173 +550,19 @@ inline void mma_m16n8k8_tf32(float d[4], const unsigned a[4], const unsigned b[2
     }
 }
 
-// ---- gated block barrier (see perturb_schedule) --------------------------------------------
-inline bool in_first_group(const BlockSync* s) {
-    return (ctx.warp_id == s->chosen) == (s->gate == Gate::RunAhead);
-}
-/// A thread reaches the end of a phase (a barrier, or the end of its block).
-inline void phase_end(BlockSync* s) {
-    if (s->gate != Gate::Free && in_first_group(s) &&
-        s->first_group_arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == s->first_group_size) {
-        s->released.store(s->phase, std::memory_order_release);
-        s->released.notify_all();
-    }
-}
-/// After a barrier: the second group of a gated phase waits for the first to finish it.
-inline void phase_start(BlockSync* s) {
-    if (s->gate == Gate::Free || in_first_group(s)) return;
-    const unsigned long long ph = s->phase;
-    for (unsigned long long r = s->released.load(std::memory_order_acquire); r < ph; r = s->released.load(std::memory_order_acquire))
-        s->released.wait(r, std::memory_order_acquire);
-}
-inline void block_barrier(BlockSync* s) {
-    phase_end(s);
-    s->bar.arrive_and_wait();
-    phase_start(s);
-}
-
-// ---- launch ----------------------------------------------------------------------------------
-struct LaunchConfig {
-    emu_dim3 grid, block;
-    unsigned shared_mem_bytes = 0;
-};
-
-/// Name and start time of the launch in flight, for the watchdog.
-inline std::atomic<const char*> current_kernel{nullptr};
-inline std::atomic<long long> launch_started_ms{0};
-inline long long now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-/// Aborts the process when one launch runs longer than `limit_s` (a deadlock: a barrier or warp
-/// operation that not every thread reaches).
-inline void start_watchdog(int limit_s) {
-    static std::atomic<int> limit{0};
-    limit = limit_s;
-    pthread_t th;
-    pthread_create(
-        &th, nullptr,
-        [](void*) -> void* {
-            for (;;) {
-                sleep(1);
-                const char* k = current_kernel.load();
-                if (k && now_ms() - launch_started_ms.load() > 1000LL * limit.load()) {
-                    std::fprintf(stdout, "FAIL  %s: launch did not finish within %d s (deadlock?)\n", k, limit.load());
-                    std::fflush(stdout);
-                    std::_Exit(4);
-                }
-            }
-            return nullptr;
-        },
-        nullptr);
-    pthread_detach(th);
-}
-
-struct LaunchState {
-    emu_dim3 grid, block;
-    unsigned nthreads;
-    BlockSync sync;
-    std::vector<std::unique_ptr<WarpSync>> warps;
-    void (*body)(void*);  // runs the kernel once with the captured arguments
-    void* arg;
-    LaunchState(emu_dim3 g, emu_dim3 b, unsigned n) : grid(g), block(b), nthreads(n), sync(n) {}
-};
-
-struct ThreadStart {
-    LaunchState* ls;
-    unsigned linear;
-};
-
-inline void* thread_main(void* p) {
-    const ThreadStart st = *static_cast<ThreadStart*>(p);
-    LaunchState& ls = *st.ls;
-    threadIdx = {st.linear % ls.block.x, (st.linear / ls.block.x) % ls.block.y, st.linear / (ls.block.x * ls.block.y)};
-    ctx.block = &ls.sync;
-    ctx.warp = ls.warps[st.linear / 32].get();
-    ctx.lane = st.linear % 32;
-    ctx.warp_id = st.linear / 32;
-    ctx.phase = 0;
-    for (unsigned z = 0; z < ls.grid.z; z++)
-        for (unsigned y = 0; y < ls.grid.y; y++)
-            for (unsigned x = 0; x < ls.grid.x; x++) {
-                blockIdx = {x, y, z};
-                ls.body(ls.arg);
-                // End of block: the next block starts only when every thread has finished this one
-                // (its shared memory is the same static storage). After the last block nothing
-                // follows, so no thread waits for a schedule gate.
-                if (x + 1 < ls.grid.x || y + 1 < ls.grid.y || z + 1 < ls.grid.z) {
-                    block_barrier(&ls.sync);
-                } else {
-                    phase_end(&ls.sync);
-                    ls.sync.bar.arrive_and_wait();
-                }
-            }
-    ctx = ThreadCtx{};
-    return nullptr;
-}
-
-/// Runs `kernel(args...)` over `cfg.grid` blocks of `cfg.block` threads; returns when all are done.
-/// The arguments are converted to the kernel's parameter types first (by-value copies, as a
-/// kernel launch passes them), so a wrong argument list is a compile error.
-template <class... P, class... A>
-void launch(const char* name, const LaunchConfig& cfg, void (*kernel)(P...), A&&... args) {
-    static_assert(sizeof...(P) == sizeof...(A), "kernel argument count");
-    if (cfg.shared_mem_bytes != 0) fatal("dynamic shared memory is not emulated");
-    const unsigned n = cfg.block.x * cfg.block.y * cfg.block.z;
-    if (n == 0 || n > 1024) fatal("block size out of range (1..1024 threads)");
-    if (cfg.grid.x == 0 || cfg.grid.y == 0 || cfg.grid.z == 0) fatal("empty grid");
-    if (cfg.grid.y > 65535 || cfg.grid.z > 65535) fatal("grid.y/grid.z above 65535");
-    using Args = std::tuple<std::decay_t<P>...>;
-    Args packed(std::forward<A>(args)...);
-    struct Call {
-        void (*k)(P...);
-        Args* a;
-    } call{kernel, &packed};
-    LaunchState ls(cfg.grid, cfg.block, n);
-    for (unsigned w = 0; w < (n + 31) / 32; w++) ls.warps.push_back(std::make_unique<WarpSync>(std::min(32u, n - 32 * w)));
-    ls.body = [](void* p) {
-        Call* c = static_cast<Call*>(p);
-        Args copy = *c->a;  // each thread gets its own copy of the by-value parameters
-        std::apply(c->k, copy);
-    };
-    ls.arg = &call;
-    gridDim = cfg.grid;
-    blockDim = cfg.block;
-    current_kernel = name;
-    launch_started_ms = now_ms();
-    std::vector<ThreadStart> starts(n);
-    std::vector<pthread_t> ths(n);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    for (unsigned t = 0; t < n; t++) {
-        starts[t] = {&ls, t};
-        if (const int e = pthread_create(&ths[t], &attr, thread_main, &starts[t])) {
-            std::fprintf(stderr, "emu: %s: cannot start thread %u of %u (%s); the emulator needs one OS thread per CUDA thread\n",
-                         name, t, n, std::strerror(e));
-            fatal("pthread_create failed");
-        }
-    }
-    pthread_attr_destroy(&attr);
-    for (unsigned t = 0; t < n; t++) pthread_join(ths[t], nullptr);
-    current_kernel = nullptr;
-}
-
 }  // namespace emu
+
+extern "C" void emu_fiber_main(emu::Fiber* f) {
+    for (;;) {
+        emu::g_launch->body(emu::g_launch->arg);
+        emu::yield(f, emu::State::Done);
+    }
+}
 
 // ---- synchronisation intrinsics ----------------------------------------------------------------
 
-inline void __syncthreads() { emu::block_barrier(emu::ctx.block); }
-inline int __syncthreads_count(int pred) {
-    emu::BlockSync* s = emu::ctx.block;
-    if (pred) s->count.fetch_add(1, std::memory_order_relaxed);
-    emu::phase_end(s);
-    s->bar.arrive_and_wait();
-    const int r = (int)s->last;  // valid until the next phase completes, which needs this thread
-    emu::phase_start(s);
-    return r;
-}
+inline void __syncthreads() { emu::block_barrier_count(0); }
+inline int __syncthreads_count(int pred) { return emu::block_barrier_count(pred); }
 inline int __syncthreads_or(int pred) { return __syncthreads_count(pred) != 0; }
 inline int __syncthreads_and(int pred) { return __syncthreads_count(pred) == (int)(blockDim.x * blockDim.y * blockDim.z); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
@@ -415,18 +573,18 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
     if (width != 32) emu::fatal("__shfl_xor_sync: only width 32 is emulated");
-    return emu::shfl_from(v, mask, emu::ctx.lane ^ (unsigned)lane_mask, false);
+    return emu::shfl_from(v, mask, emu::current("__shfl_xor_sync")->lane ^ (unsigned)lane_mask, false);
 }
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
     if (width != 32) emu::fatal("__shfl_down_sync: only width 32 is emulated");
-    const unsigned src = emu::ctx.lane + delta;
+    const unsigned src = emu::current("__shfl_down_sync")->lane + delta;
     return emu::shfl_from(v, mask, src, src >= 32);
 }
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
     if (width != 32) emu::fatal("__shfl_up_sync: only width 32 is emulated");
-    const unsigned lane = emu::ctx.lane;
+    const unsigned lane = emu::current("__shfl_up_sync")->lane;
     return emu::shfl_from(v, mask, lane - delta, delta > lane);
 }
 template <class T>
