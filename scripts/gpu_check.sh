@@ -81,6 +81,9 @@ if [ -z "${SCADLES_NVRTC_DIR:-}" ]; then
     done
 fi
 export LD_LIBRARY_PATH="${SCADLES_NVRTC_DIR:+$SCADLES_NVRTC_DIR:}${LD_LIBRARY_PATH:-}"
+# Here the GPU tests must use the real GPU: without one they report SKIPPED instead of running on
+# the emulated GPU that the test suite uses on machines without one (tests/common/gpu.rs).
+export SCADLES_TEST_NO_EMULATED_GPU=1
 
 machine() {
     nvidia-smi

@@ -1,6 +1,7 @@
 //! Every CUDA op against the CPU backend on the same inputs: |gpu − cpu| ≤ atol + rtol·|cpu|,
 //! forward values and gradients, with the first mismatches printed. The CPU side always runs;
-//! without a GPU each test prints `SKIPPED (no GPU): <op>` and passes.
+//! without a GPU each test runs again on the emulated GPU (`common::gpu`), and only without g++
+//! does it print `SKIPPED (no GPU ...)` and pass.
 //!
 //! GEMM and convolutions run twice on sm_80+: the FP32 SIMT kernels (tight tolerance) and the TF32
 //! tensor-core kernels (10-bit mantissa operands, tolerance scaled by sqrt(K)).
@@ -11,25 +12,20 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use scadles::backend::cpu::{self, Conv2dShape, Pool2dShape};
 use scadles::backend::cuda::net::{DeviceTensor, GpuNet};
 use scadles::backend::cuda::ops::{dropout_keeps, dropout_threshold};
-use scadles::backend::cuda::{probe, CudaBackend};
+use scadles::backend::cuda::CudaBackend;
 use scadles::models::{self, Shape};
 use scadles::tensor::Tensor;
 
-static GPU: OnceLock<Option<Mutex<CudaBackend>>> = OnceLock::new();
+static GPU: OnceLock<Mutex<CudaBackend>> = OnceLock::new();
 
-/// The shared GPU backend (kernels compile once per test binary), or None after printing SKIPPED.
+/// The shared GPU backend (kernels compile once per test binary), or None when the test ran on the
+/// emulated GPU in a child process instead (or was skipped, see `common::gpu::here`).
 fn gpu(op: &str) -> Option<MutexGuard<'static, CudaBackend>> {
-    let g = GPU.get_or_init(|| match probe() {
-        Ok(_) => Some(Mutex::new(CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}")))),
-        Err(_) => None,
-    });
-    match g {
-        Some(m) => Some(m.lock().unwrap_or_else(|e| e.into_inner())),
-        None => {
-            skipped(&format!("SKIPPED (no GPU): {op} ({})", probe().unwrap_err()));
-            None
-        }
+    if !common::gpu::here(op) {
+        return None;
     }
+    let g = GPU.get_or_init(|| Mutex::new(CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"))));
+    Some(g.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Runs `body(gpu, label)` with the SIMT kernels and, where the GPU has them, the TF32 ones.
@@ -499,9 +495,3 @@ fn pinned_staging_round_trips() {
     assert!(back.iter().zip(&v).all(|(&b, &a)| b == 2.0 * a), "pinned -> device");
 }
 
-/// Writes straight to the process's stderr, which the test harness does not capture, so the
-/// line shows in a plain `cargo test` run.
-fn skipped(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}

@@ -4,12 +4,12 @@
 //! resnet18-cifar on the GPU equals the CPU step, the training engine's GPU steps equal its CPU
 //! steps, and `scadles train --device cuda` under `mpirun -np 2` follows the `--device cpu` run,
 //! with dense and with top-k steps;
-//! without one each of those tests prints `SKIPPED (no GPU): ...` and passes.
+//! without one each of those tests runs on the emulated GPU in a child process (`common::gpu`).
 mod common;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use scadles::backend::cpu;
 use scadles::backend::cuda::net::{check_layout, describe, DeviceTensor, GpuNet};
-use scadles::backend::cuda::{probe, CudaBackend};
+use scadles::backend::cuda::CudaBackend;
 use scadles::data::{self, DatasetKind, SyntheticSpec};
 use scadles::dist::inject::Received;
 use scadles::models::{self, resnet, tiny, vgg, Shape, MODEL_NAMES};
@@ -78,6 +78,21 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     common::assert_close(what, got, want, atol, rtol, false)
 }
 
+/// Bound on the per-tensor relative L2 distance for the ResNet (ill-conditioned, see
+/// `common::assert_tensors_close`): the CPU's own two convolution algorithms differ by 1e-2.
+const RESNET_L2: f64 = 5e-2;
+
+/// How a model's GPU gradient and update are compared with the CPU's: tinycnn (no BatchNorm)
+/// elementwise; resnet18 per tensor in relative L2.
+fn per_tensor(name: &str, store: &ParamStore) -> Option<Vec<(String, std::ops::Range<usize>)>> {
+    (name != "tinycnn").then(|| store.infos.iter().map(|i| (i.name.clone(), i.view.range())).collect())
+}
+
+/// The change `after − before` of every parameter.
+fn update(after: &[f32], before: &[f32]) -> Vec<f32> {
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
+}
+
 /// One CPU step and one GPU step from the same parameters and batch; compares loss, gradients,
 /// running statistics and the parameters after SGD (FP32 kernels, TF32 off).
 fn step_matches(be: &CudaBackend, name: &str, shape: Shape, batch: usize) {
@@ -112,10 +127,20 @@ fn step_matches(be: &CudaBackend, name: &str, shape: Shape, batch: usize) {
 
     let g_cpu = &cpu_model.store.grads;
     let gmax = g_cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    assert_close(&format!("{name} gradients"), &net.grads_to_host(be).unwrap(), g_cpu, 1e-3 * gmax, 1e-2);
+    let tensors = per_tensor(name, &cpu_model.store);
+    let g_gpu = net.grads_to_host(be).unwrap();
+    match &tensors {
+        None => assert_close(&format!("{name} gradients"), &g_gpu, g_cpu, 1e-3 * gmax, 1e-2),
+        Some(t) => common::assert_tensors_close(&format!("{name} gradients"), &g_gpu, g_cpu, t, RESNET_L2),
+    }
     assert_close(&format!("{name} running statistics"), &net.buffers_to_host(be).unwrap(), &cpu_model.store.buffers, 1e-5, 1e-4);
     let after = net.params_to_host(be).unwrap();
-    assert_close(&format!("{name} parameters after SGD"), &after, &cpu_model.store.params, lr * 1.1e-2 * gmax + 1e-6, 1e-5);
+    match &tensors {
+        None => assert_close(&format!("{name} parameters after SGD"), &after, &cpu_model.store.params, lr * 1.1e-2 * gmax + 1e-6, 1e-5),
+        Some(t) => common::assert_tensors_close(
+            &format!("{name} SGD updates"), &update(&after, &before), &update(&cpu_model.store.params, &before), t, RESNET_L2,
+        ),
+    }
     // The step moved the parameters (the comparison above is not of two untouched copies).
     let moved = after.iter().zip(&before).filter(|(a, b)| a != b).count();
     assert!(moved > after.len() / 2, "{name}: only {moved} of {} parameters changed", after.len());
@@ -123,8 +148,7 @@ fn step_matches(be: &CudaBackend, name: &str, shape: Shape, batch: usize) {
 
 #[test]
 fn gpu_training_step_equals_cpu_step() {
-    if let Err(why) = probe() {
-        eprintln!("SKIPPED (no GPU): cuda_train ({why})");
+    if !common::gpu::here("cuda_train") {
         return;
     }
     let mut be = CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
@@ -168,17 +192,35 @@ fn engine_steps_match(gpu: &Compute, name: &str, shape: Shape) {
         let gmax = mc.store.grads.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(gmax > 0.0, "{name}: the CPU gradient is zero");
         // The GPU engine's host gradient is its pinned staging buffer, not the CPU store's.
-        assert_close(&format!("{name} step {step} host gradients"), eg.host_grads(&mut mg).unwrap(), &mc.store.grads, 1e-3 * gmax, 1e-2);
+        let tensors = per_tensor(name, &mc.store);
+        let what = format!("{name} step {step} host gradients");
+        match &tensors {
+            None => assert_close(&what, eg.host_grads(&mut mg).unwrap(), &mc.store.grads, 1e-3 * gmax, 1e-2),
+            // Step 1 starts from parameters that step 0 left ~1e-2 apart (relative L2), which
+            // the ill-conditioned step amplifies (5-9% measured); a wrong layer is still O(1).
+            Some(t) => common::assert_tensors_close(
+                &what, eg.host_grads(&mut mg).unwrap(), &mc.store.grads, t, RESNET_L2 * (1.0 + 3.0 * step as f64),
+            ),
+        }
         // What the aggregation returns is what gets applied: scale the host buffers as r_i = 1/2 would.
         ec.host_grads(&mut mc).unwrap().iter_mut().for_each(|g| *g *= 0.5);
         eg.host_grads(&mut mg).unwrap().iter_mut().for_each(|g| *g *= 0.5);
-        let before = eg.params(&mg).unwrap();
+        let (before, before_cpu) = (eg.params(&mg).unwrap(), ec.params(&mc).unwrap());
         ec.apply(&mut mc, lr).unwrap();
         eg.apply(&mut mg, lr).unwrap();
         let (pc, pg) = (ec.params(&mc).unwrap(), eg.params(&mg).unwrap());
-        // Momentum carries step 0's difference into step 1: allow it twice over.
-        let atol = (1.0 + 2.0 * step as f32) * lr * 1.1e-2 * gmax + 1e-6;
-        assert_close(&format!("{name} step {step} parameters after SGD"), &pg, &pc, atol, 1e-5);
+        match &tensors {
+            None => {
+                // Momentum carries step 0's difference into step 1: allow it twice over.
+                let atol = (1.0 + 2.0 * step as f32) * lr * 1.1e-2 * gmax + 1e-6;
+                assert_close(&format!("{name} step {step} parameters after SGD"), &pg, &pc, atol, 1e-5)
+            }
+            // Each side's update from its own parameters (step 1 starts from step 0's results).
+            Some(t) => common::assert_tensors_close(
+                &format!("{name} step {step} SGD updates"), &update(&pg, &before), &update(&pc, &before_cpu), t,
+                RESNET_L2 * (1.0 + 3.0 * step as f64),
+            ),
+        }
         let moved = pg.iter().zip(&before).filter(|(a, b)| a != b).count();
         assert!(moved > pg.len() / 2, "{name}: only {moved} of {} parameters changed on the GPU", pg.len());
     }
@@ -192,8 +234,7 @@ fn engine_steps_match(gpu: &Compute, name: &str, shape: Shape) {
 
 #[test]
 fn training_engine_on_the_gpu_equals_the_cpu_engine() {
-    if let Err(why) = probe() {
-        eprintln!("SKIPPED (no GPU): cuda_train engine ({why})");
+    if !common::gpu::here("cuda_train engine") {
         return;
     }
     let mut be = CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
@@ -252,16 +293,23 @@ fn step_losses(dir: &Path) -> Vec<(u64, f64)> {
 /// applies the local instead of the aggregated gradient.
 #[test]
 fn train_device_cuda_under_mpirun_follows_the_cpu_run() {
-    if let Err(why) = probe() {
-        eprintln!("SKIPPED (no GPU): cuda_train mpirun ({why})");
+    if !common::gpu::here("cuda_train mpirun") {
         return;
     }
     // Dense steps, then top-k steps whose gradient and residual stay on the GPU (two dense
     // warm-up steps, three sparse ones).
     follows_the_cpu_run("dense", &[]);
     follows_the_cpu_run("topk", &["--compression", "topk", "--cr", "0.05", "--warmup-steps", "2"]);
+    // Dense steps that hand device memory to MPI_Allreduce. The emulated GPU's device memory is
+    // host memory, which any MPI can read, so this path runs there even with an MPI that is not
+    // CUDA-aware (and, as stream work is deferred there, a missing synchronisation before MPI
+    // reads the buffer would show).
+    if common::gpu::emulated() || scadles::dist::mpi_cuda_support() {
+        follows_the_cpu_run("cuda-aware", &[]);
+    }
 }
 
+/// `tag` "cuda-aware" forces the device-memory path (SCADLES_CUDA_AWARE_MPI=1) on the GPU run.
 fn follows_the_cpu_run(tag: &str, extra: &[&str]) {
     let root = common::tmpdir(&format!("cuda-train-{tag}"));
     let run = |device: &str| {
@@ -272,6 +320,9 @@ fn follows_the_cpu_run(tag: &str, extra: &[&str]) {
             "--steps", "5", "--eval-every", "5", "--lr", "0.05", "--synthetic-train", "2000", "--synthetic-test", "500",
             "--seed", "7", "--out", out.to_str().unwrap(),
         ]).args(extra);
+        if tag == "cuda-aware" {
+            c.env("SCADLES_CUDA_AWARE_MPI", "1");
+        }
         let o = common::run_with_limit(c, Duration::from_secs(300));
         let (so, se) = common::text(&o);
         assert!(o.status.success(), "--device {device}\nstdout:\n{so}\nstderr:\n{se}");
@@ -289,6 +340,9 @@ fn follows_the_cpu_run(tag: &str, extra: &[&str]) {
     assert_eq!(sc["device"], "cpu");
     let path = sg["gradient_path"].as_str().unwrap();
     assert!(path.starts_with("pinned host staging") || path.starts_with("GPU memory"), "{path}");
+    if tag == "cuda-aware" {
+        assert!(path.starts_with("GPU memory"), "SCADLES_CUDA_AWARE_MPI=1: {path}");
+    }
     assert!(se.lines().any(|l| l.starts_with("gradient exchange: ")), "rank 0 says how gradients reach MPI:\n{se}");
     assert_eq!(lg.len(), 5);
     assert_eq!(lg.iter().map(|r| r.0).collect::<Vec<_>>(), lc.iter().map(|r| r.0).collect::<Vec<_>>(), "global batches");
