@@ -195,6 +195,10 @@ constexpr unsigned SLOT = 48;  // bytes one lane publishes per warp operation (m
 struct WarpArea {
     alignas(64) unsigned char slot[2][32][SLOT];
     unsigned lanes = 32, arrived = 0;
+    // The whole warp's mma.sync result for each half of the exchange area, computed by the first
+    // lane that reads it; invalidated when a lane writes that half again.
+    float mma[2][16][8];
+    bool mma_valid[2] = {false, false};
 };
 
 struct Launch {
@@ -469,7 +473,9 @@ void launch(const char* name, const LaunchConfig& cfg, void (*kernel)(P...), A&&
 inline const unsigned char* warp_exchange(const void* mine, size_t n, unsigned mask) {
     if (mask != 0xffffffffu) fatal("warp operation with a partial mask is not emulated");
     Fiber* f = current("a warp operation");
-    unsigned char* area = &g_launch->warps[f->warp].slot[f->xphase][0][0];
+    WarpArea& w = g_launch->warps[f->warp];
+    unsigned char* area = &w.slot[f->xphase][0][0];
+    w.mma_valid[f->xphase] = false;
     std::memcpy(area + f->lane * SLOT, mine, n);
     yield(f, State::AtWarp);
     f->xphase ^= 1u;
@@ -526,6 +532,14 @@ inline void mma_m16n8k8_tf32(float d[4], const unsigned a[4], const unsigned b[2
     mine.b[0] = b[0];
     mine.b[1] = b[1];
     const unsigned char* area = warp_exchange(&mine, sizeof mine, 0xffffffffu);
+    Fiber* me = current("mma.sync");
+    WarpArea& w = g_launch->warps[me->warp];
+    const unsigned half = area == &w.slot[0][0][0] ? 0 : 1;
+    const unsigned g = me->lane >> 2, t = me->lane & 3u;
+    if (w.mma_valid[half]) {
+        for (int r = 0; r < 4; r++) d[r] = w.mma[half][g + (r >= 2 ? 8 : 0)][2 * t + (r & 1)];
+        return;
+    }
     double A[16][8], B[8][8], C[16][8];
     for (unsigned lane = 0; lane < 32; lane++) {
         const Frag f = warp_read<Frag>(area, lane);
@@ -541,13 +555,14 @@ inline void mma_m16n8k8_tf32(float d[4], const unsigned a[4], const unsigned b[2
         C[g + 8][2 * t] = f.c[2];
         C[g + 8][2 * t + 1] = f.c[3];
     }
-    const unsigned lane = current("mma.sync")->lane, g = lane >> 2, t = lane & 3u;
-    for (int r = 0; r < 4; r++) {
-        const unsigned row = g + (r >= 2 ? 8 : 0), col = 2 * t + (r & 1);
-        double s = C[row][col];
-        for (int k = 0; k < 8; k++) s += A[row][k] * B[k][col];
-        d[r] = (float)s;
-    }
+    for (unsigned row = 0; row < 16; row++)
+        for (unsigned col = 0; col < 8; col++) {
+            double s = C[row][col];
+            for (int k = 0; k < 8; k++) s += A[row][k] * B[k][col];
+            w.mma[half][row][col] = (float)s;
+        }
+    w.mma_valid[half] = true;
+    for (int r = 0; r < 4; r++) d[r] = w.mma[half][g + (r >= 2 ? 8 : 0)][2 * t + (r & 1)];
 }
 
 }  // namespace emu
