@@ -1,10 +1,20 @@
-// ReLU forward and backward, elementwise, grid-stride.
+// ReLU forward and backward, and the residual join add + ReLU, elementwise, grid-stride.
 #include "common.cuh"
 
 /// y = max(x, 0). NaN stays NaN, as in PyTorch.
 extern "C" __global__ void relu_fwd(const EltParams p, const float* __restrict__ x, float* __restrict__ y) {
     for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < p.len; i += gridDim.x * blockDim.x) {
         const float v = x[i];
+        y[i] = v > 0.0f ? v : (v != v ? v : 0.0f);
+    }
+}
+
+/// y = max(a + b, 0): a residual block's join (main branch plus shortcut, then ReLU) in one pass,
+/// rounded as the two separate ops (the sum, then the ReLU). Only y is kept for the backward.
+extern "C" __global__ void add_relu_fwd(const EltParams p, const float* __restrict__ a, const float* __restrict__ b,
+                                        float* __restrict__ y) {
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < p.len; i += gridDim.x * blockDim.x) {
+        const float v = a[i] + b[i];
         y[i] = v > 0.0f ? v : (v != v ? v : 0.0f);
     }
 }

@@ -226,6 +226,13 @@ fn relu_matches_cpu() {
     g.relu_backward(&gy.as_view(), &gdy.as_view(), &mut gdx.as_view_mut()).unwrap();
     assert_close("relu y", &g.download(&gy).unwrap(), &y, 0.0, 0.0);
     assert_close("relu dx", &g.download(&gdx).unwrap(), &dx, 0.0, 0.0);
+    // The residual join: relu(x + dy), as the CPU model computes it (sum, then ReLU).
+    let sum: Vec<f32> = x.iter().zip(&dy).map(|(a, b)| a + b).collect();
+    let mut joined = vec![0.0; x.len()];
+    cpu::relu_forward(&sum, &mut joined);
+    let mut gj = g.zeros::<f32>(x.len()).unwrap();
+    g.add_relu_forward(&gx.as_view(), &gdy.as_view(), &mut gj.as_view_mut()).unwrap();
+    assert_close("add_relu y", &g.download(&gj).unwrap(), &joined, 0.0, 0.0);
 }
 
 /// Indices where two equal-length vectors differ: their count and the first few.

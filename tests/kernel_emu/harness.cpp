@@ -1038,6 +1038,18 @@ static void activation_tests() {
             Case c("relu_fwd", fmt("len%zu with +-0, NaN, inf, denormals", len), 0);
             c.exact("y", y.p(), want);
         }
+        if (selected("add_relu_fwd")) {  // add_relu_forward
+            const vector<float> b = with_specials(randn(len));
+            vector<float> want(len);
+            for (size_t i = 0; i < len; i++) {
+                const float s = x[i] + b[i];
+                want[i] = std::isnan(s) ? s : (s > 0 ? s : 0.0f);
+            }
+            Buf<float> ba("a", x), bb("b", b), y("y", len, NaNf);
+            run("add_relu_fwd", elementwise(len), add_relu_fwd, EltParams{(u32)len}, ba.p(), bb.p(), y.p());
+            Case c("add_relu_fwd", fmt("len%zu with +-0, NaN, inf, denormals", len), 0);
+            c.exact("y", y.p(), want);
+        }
         if (selected("relu_bwd")) {  // relu_backward
             vector<float> want(len);
             for (size_t i = 0; i < len; i++) want[i] = x[i] > 0 ? dy[i] : 0.0f;

@@ -94,7 +94,7 @@ impl Family {
             Family::Gemm => &["gemm_simt"],
             Family::BatchNorm => &["batchnorm_fwd_train", "batchnorm_fwd_eval", "batchnorm_bwd"],
             Family::Pool => &["maxpool_fwd", "maxpool_bwd", "adaptive_avgpool_fwd", "adaptive_avgpool_bwd"],
-            Family::Activation => &["relu_fwd", "relu_bwd"],
+            Family::Activation => &["relu_fwd", "relu_bwd", "add_relu_fwd"],
             Family::Dropout => &["dropout_fwd", "dropout_bwd"],
             Family::Loss => &["xent_fwd", "xent_bwd", "sum_scaled", "topk_correct"],
             Family::Optimizer => &["sgd_momentum"],

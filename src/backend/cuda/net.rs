@@ -387,10 +387,8 @@ fn forward_one(f: &mut Fwd, layer: &mut GpuLayer, x: DeviceTensor) -> Result<Dev
             if m.shape != identity.shape {
                 crate::bail!(Cuda, "residual: main branch {:?} and shortcut {:?} differ", m.shape, identity.shape);
             }
-            let mut sum = be.output::<f32>(m.len())?;
-            be.pack_weighted(1.0, &m.buf.as_view(), &identity.buf.as_view(), &mut sum.as_view_mut())?;
             let mut y = be.output::<f32>(m.len())?;
-            be.relu_forward(&sum.as_view(), &mut y.as_view_mut())?;
+            be.add_relu_forward(&m.buf.as_view(), &identity.buf.as_view(), &mut y.as_view_mut())?;
             let out = DeviceTensor::new(y, m.shape.clone());
             *keep = f.train.then(|| out.clone());
             Ok(out)

@@ -753,6 +753,22 @@ impl CudaBackend {
         drv("relu_fwd", unsafe { l.launch(elementwise(x.len())) }).map(|_| ())
     }
 
+    /// `y = max(a + b, 0)`: a residual block's join in one kernel (the sum is not kept).
+    pub fn add_relu_forward(&self, a: &CudaView<'_, f32>, b: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
+        check_len("add_relu b", b.len(), a.len())?;
+        check_len("add_relu y", y.len(), a.len())?;
+        if a.is_empty() {
+            return Ok(());
+        }
+        let p = EltParams { len: u32_of("add_relu length", a.len())? };
+        let f = self.function(Family::Activation, "add_relu_fwd")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&p).arg(a).arg(b).arg(y);
+        // SAFETY: matches add_relu_fwd(EltParams, const float*, const float*, float*); all hold
+        // p.len values.
+        drv("add_relu_fwd", unsafe { l.launch(elementwise(a.len())) }).map(|_| ())
+    }
+
     /// `dx = dy` where `y > 0`, else 0 (`y` the ReLU output or input).
     pub fn relu_backward(
         &self,
