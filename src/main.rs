@@ -105,7 +105,12 @@ fn main() {
         Cmd::Bench(BenchCmd::Exchange(a)) => with_world(|w| scadles::train::bench::exchange(w, &a)),
         Cmd::Devices => {
             match scadles::backend::cuda::probe() {
-                Ok(n) => println!("cuda: {n} GPU(s) visible"),
+                Ok(n) => {
+                    println!("cuda: {n} GPU(s) visible");
+                    for l in scadles::backend::cuda::probe::describe_gpus() {
+                        println!("  {l}");
+                    }
+                }
                 Err(e) => println!("cuda: unavailable ({e}); the CPU backend will be used"),
             }
             println!("cpu: {} threads available, GEMM: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), scadles::backend::cpu::blas_name());

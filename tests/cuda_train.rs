@@ -245,6 +245,26 @@ fn training_engine_on_the_gpu_equals_the_cpu_engine() {
     engine_steps_match(&gpu, "resnet18", Shape::Cifar);
 }
 
+/// `scadles devices` lists every visible GPU with its name, architecture, multiprocessors and
+/// memory, as the driver reports them.
+#[test]
+fn devices_lists_every_gpu() {
+    if !common::gpu::here("scadles devices") {
+        return;
+    }
+    let n = scadles::backend::cuda::probe().expect("a GPU");
+    let mut c = scadles_mpirun(1);
+    c.arg("devices");
+    let o = common::run_with_limit(c, Duration::from_secs(120));
+    let (so, se) = common::text(&o);
+    assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
+    assert!(so.lines().any(|l| l == format!("cuda: {n} GPU(s) visible")), "{so}");
+    for i in 0..n {
+        let line = so.lines().find(|l| l.starts_with(&format!("  cuda:{i} "))).unwrap_or_else(|| panic!("no line for GPU {i}:\n{so}"));
+        assert!(line.contains(", sm_") && line.contains(" SMs, ") && line.ends_with(" GiB"), "{line}");
+    }
+}
+
 /// `scadles` under `np` ranks: through the bundle's launcher when this test binary runs from a
 /// bundle (`bundle/tests/cuda_train` beside `bundle/run.sh`, see scripts/bundle.sh), otherwise
 /// cargo's binary under the `mpirun` on PATH.

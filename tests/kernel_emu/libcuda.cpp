@@ -292,9 +292,9 @@ API CUresult cuDeviceGet(CUdevice* d, int ordinal) {
     *d = ordinal;
     return SUCCESS;
 }
-API CUresult cuDeviceGetName(char* name, int len, CUdevice d) {
+API CUresult cuDeviceGetName(char* name, int len, CUdevice) {
     if (!name || len <= 0) return INVALID_VALUE;
-    std::snprintf(name, (size_t)len, "SCADLES emulated GPU %d (sm_90, CPU fibers)", d);
+    std::snprintf(name, (size_t)len, "SCADLES emulated GPU (CPU fibers)");
     return SUCCESS;
 }
 API CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice) {

@@ -64,6 +64,35 @@ pub fn probe() -> std::result::Result<usize, String> {
     }
 }
 
+/// One line per visible GPU: ordinal, name, compute capability, multiprocessors and memory (for
+/// `scadles devices`). Empty when there is none; a query that fails shows as its error.
+pub fn describe_gpus() -> Vec<String> {
+    use cudarc::driver::{result::device, sys::CUdevice_attribute as A};
+    let Ok(n) = probe() else { return Vec::new() };
+    (0..n)
+        .map(|i| {
+            let line = quiet_catch(|| -> std::result::Result<String, cudarc::driver::DriverError> {
+                let d = device::get(i as i32)?;
+                // SAFETY: `d` is a device handle the driver just returned; these are read-only queries.
+                let (major, minor, sms, mem) = unsafe {
+                    (
+                        device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+                        device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+                        device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
+                        device::total_mem(d)?,
+                    )
+                };
+                Ok(format!("{}, sm_{major}{minor}, {sms} SMs, {:.1} GiB", device::get_name(d)?, mem as f64 / (1u64 << 30) as f64))
+            });
+            match line {
+                Ok(Ok(l)) => format!("cuda:{i} {l}"),
+                Ok(Err(e)) => format!("cuda:{i} (query failed: {e:?})"),
+                Err(e) => format!("cuda:{i} (query failed: {e})"),
+            }
+        })
+        .collect()
+}
+
 /// Resolves `--device` for the rank with node-local index `local_rank`: rank r takes GPU
 /// r mod (GPU count), so ranks share GPUs round-robin when there are more ranks than GPUs.
 pub fn select(choice: DeviceChoice, local_rank: usize) -> Result<Device> {
