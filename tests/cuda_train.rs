@@ -265,6 +265,33 @@ fn devices_lists_every_gpu() {
     }
 }
 
+/// Running out of GPU memory under `mpirun -np 2`: one error line that says how much was asked
+/// for and what was free, a non-zero exit, and every rank ends (no hang). The emulated GPU caps its
+/// memory to force this (SCADLES_EMU_GPU_MEM_MB), so the check runs there only.
+#[test]
+fn out_of_gpu_memory_is_one_error_line_and_every_rank_ends() {
+    if !common::gpu::here("cuda_train out of memory") {
+        return;
+    }
+    if !common::gpu::emulated() {
+        eprintln!("out-of-memory check: runs on the emulated GPU only (it caps the device memory)");
+        return;
+    }
+    let out = common::tmpdir("cuda-oom");
+    let mut c = scadles_mpirun(2);
+    c.env("SCADLES_EMU_GPU_MEM_MB", "60").args([
+        "train", "--device", "cuda", "--model", "resnet18", "--policy", "ddl", "--rates", "200,200", "--batch", "16",
+        "--steps", "3", "--synthetic-train", "500", "--synthetic-test", "100", "--out", out.to_str().unwrap(),
+    ]);
+    let o = common::run_with_limit(c, Duration::from_secs(300));
+    let (so, se) = common::text(&o);
+    assert!(!o.status.success(), "the run must fail\nstdout:\n{so}\nstderr:\n{se}");
+    let errors: Vec<&str> = se.lines().filter(|l| l.starts_with("scadles: error:")).collect();
+    assert!(!errors.is_empty() && errors.iter().all(|l| l.contains("out of GPU memory allocating") && l.contains("MiB free")), "{se}");
+    assert!(!se.contains("panicked"), "{se}");
+    assert!(out.join("config.json").is_file() && !out.join("summary.json").exists(), "what was written stays; no summary");
+}
+
 /// `scadles` under `np` ranks: through the bundle's launcher when this test binary runs from a
 /// bundle (`bundle/tests/cuda_train` beside `bundle/run.sh`, see scripts/bundle.sh), otherwise
 /// cargo's binary under the `mpirun` on PATH.

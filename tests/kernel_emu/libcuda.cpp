@@ -25,8 +25,9 @@
 // cuModuleGetFunction requires the kernel's `.entry` in it, so a function is only found in the
 // module that really defines it.
 //
-// Environment: SCADLES_EMU_GPUS = number of devices (default 1); SCADLES_EMU_TRACE=1 prints every
-// executed operation to stderr.
+// Environment: SCADLES_EMU_GPUS = number of devices (default 1); SCADLES_EMU_GPU_MEM_MB = device
+// memory (default 16 GiB; allocations beyond it fail with CUDA_ERROR_OUT_OF_MEMORY);
+// SCADLES_EMU_TRACE=1 prints every executed operation to stderr.
 #include "shim.h"
 
 #include "../../kernels/activation.cu"
@@ -104,7 +105,7 @@ static Function g_kernels[] = {
 constexpr size_t GUARD = 256;                 // bytes of guard zone on each side of a device allocation
 constexpr unsigned char GUARD_BYTE = 0xA5;
 constexpr uint32_t UNWRITTEN = 0x7FC0DEADu;   // quiet NaN with a payload: fresh device memory
-constexpr size_t TOTAL_MEM = 16ull << 30;     // reported device memory
+size_t TOTAL_MEM = 16ull << 30;               // device memory (SCADLES_EMU_GPU_MEM_MB)
 
 struct Alloc {
     size_t size;
@@ -230,6 +231,7 @@ void init_once() {
     if (g_initialised) return;
     if (const char* e = std::getenv("SCADLES_EMU_GPUS")) g_devices = std::max(0, std::atoi(e));
     if (const char* e = std::getenv("SCADLES_EMU_TRACE")) g_trace = std::strcmp(e, "0") != 0;
+    if (const char* e = std::getenv("SCADLES_EMU_GPU_MEM_MB")) TOTAL_MEM = (size_t)std::max(1L, std::atol(e)) << 20;
     for (int d = 0; d < g_devices; d++) g_primary.push_back(new Ctx{d});
     g_initialised = true;
 }

@@ -172,9 +172,25 @@ impl CudaBackend {
 
     // ---- memory ------------------------------------------------------------------------------
 
+    /// The error of a failed allocation of `len` values: out of memory says how much was asked
+    /// for and what the device has left, which is what a user needs to pick a batch that fits.
+    fn alloc_error<T>(len: usize, e: DriverError) -> Error {
+        if e.0 != cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+            return Error::Cuda(format!("device allocation: {e:?}"));
+        }
+        let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
+        let left = cudarc::driver::result::mem_get_info()
+            .map(|(free, total)| format!(" ({:.0} of {:.0} MiB free)", mib(free), mib(total)))
+            .unwrap_or_default();
+        Error::Cuda(format!(
+            "out of GPU memory allocating {:.1} MiB{left}; a smaller --batch or model would fit",
+            mib(len * std::mem::size_of::<T>())
+        ))
+    }
+
     /// A zeroed device buffer of `len` values.
     pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
-        drv("device allocation", self.stream.alloc_zeros::<T>(len))
+        self.stream.alloc_zeros::<T>(len).map_err(|e| Self::alloc_error::<T>(len, e))
     }
 
     /// A device buffer of `len` values that a kernel then overwrites completely: not zeroed, which
@@ -184,7 +200,7 @@ impl CudaBackend {
     pub fn output<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
         // SAFETY: the contents are unspecified until written; every caller passes the buffer as
         // the output of a kernel that writes each of its `len` values before anything reads them.
-        drv("device allocation", unsafe { self.stream.alloc::<T>(len) })
+        unsafe { self.stream.alloc::<T>(len) }.map_err(|e| Self::alloc_error::<T>(len, e))
     }
 
     /// Copies host values into a new device buffer.
