@@ -2,8 +2,8 @@
 //! shapes, offsets, counts, running-statistic counts) equals the CPU builders' for every model.
 //! With a GPU: one training step (forward, softmax cross-entropy, backward, SGD) of tinycnn and
 //! resnet18-cifar on the GPU equals the CPU step, the training engine's GPU steps equal its CPU
-//! steps, and `scadles train --device cuda` under `mpirun -np 2` follows the `--device cpu` run,
-//! with dense and with top-k steps;
+//! steps, and `scadles train --device cuda` under `mpirun` follows the `--device cpu` run,
+//! with dense and with top-k steps, DDL and ScaDLES;
 //! without one each of those tests runs on the emulated GPU in a child process (`common::gpu`).
 mod common;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -333,8 +333,8 @@ fn step_losses(dir: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-/// Five DDL steps of tinycnn on 2 ranks, `--device cuda` against `--device cpu` (same seed, so
-/// the same samples; TF32 off): both exit 0, the summaries name the devices, and the per-step
+/// Five steps of tinycnn under mpirun (DDL on 2 ranks, dense and top-k; ScaDLES on 3), `--device
+/// cuda` against `--device cpu` (same seed, so the same samples; TF32 off): both exit 0, the summaries name the devices, and the per-step
 /// training losses and the final test loss agree. Five FP32 steps keep the runs within about
 /// 1e-4 of each other; 1e-2 leaves room for summation order while still catching a step that
 /// applies the local instead of the aggregated gradient.
@@ -345,28 +345,39 @@ fn train_device_cuda_under_mpirun_follows_the_cpu_run() {
     }
     // Dense steps, then top-k steps whose gradient and residual stay on the GPU (two dense
     // warm-up steps, three sparse ones).
-    follows_the_cpu_run("dense", &[]);
-    follows_the_cpu_run("topk", &["--compression", "topk", "--cr", "0.05", "--warmup-steps", "2"]);
+    const DDL: &[&str] = &["--policy", "ddl", "--rates", "200,200", "--batch", "32"];
+    follows_the_cpu_run("dense", 2, DDL, &[]);
+    follows_the_cpu_run("topk", 2, DDL, &["--compression", "topk", "--cr", "0.05", "--warmup-steps", "2"]);
+    // ScaDLES on 3 ranks: batches sized by unequal stream rates and weighted (Eq. 4), non-IID
+    // shards, data injection, top-k steps. The virtual clock's compute time is scaled to nothing
+    // and its links modelled, so both devices see the same arrivals and the same batches.
+    follows_the_cpu_run(
+        "scadles",
+        3,
+        &["--policy", "scadles", "--rates", "300,150,60", "--compute-scale", "1e-9,1e-9,1e-9", "--link-gbps", "10"],
+        &["--partition", "dirichlet:0.3", "--inject", "0.5,0.25", "--compression", "topk", "--cr", "0.05", "--warmup-steps", "2"],
+    );
     // Dense steps that hand device memory to MPI_Allreduce. The emulated GPU's device memory is
     // host memory, which any MPI can read, so this path runs there even with an MPI that is not
     // CUDA-aware (and, as stream work is deferred there, a missing synchronisation before MPI
     // reads the buffer would show).
     if common::gpu::emulated() || scadles::dist::mpi_cuda_support() {
-        follows_the_cpu_run("cuda-aware", &[]);
+        follows_the_cpu_run("cuda-aware", 2, DDL, &[]);
     }
 }
 
-/// `tag` "cuda-aware" forces the device-memory path (SCADLES_CUDA_AWARE_MPI=1) on the GPU run.
-fn follows_the_cpu_run(tag: &str, extra: &[&str]) {
+/// `np` ranks train tinycnn for 5 steps under `policy` (its flags) and `extra` flags, once with
+/// `--device cuda` and once with `--device cpu`. `tag` "cuda-aware" forces the device-memory path
+/// (SCADLES_CUDA_AWARE_MPI=1) on the GPU run.
+fn follows_the_cpu_run(tag: &str, np: usize, policy: &[&str], extra: &[&str]) {
     let root = common::tmpdir(&format!("cuda-train-{tag}"));
     let run = |device: &str| {
         let out = root.join(device);
-        let mut c = scadles_mpirun(2);
+        let mut c = scadles_mpirun(np);
         c.env("SCADLES_CUDA_TF32", "0").args([
-            "train", "--device", device, "--model", "tinycnn", "--policy", "ddl", "--rates", "200,200", "--batch", "32",
-            "--steps", "5", "--eval-every", "5", "--lr", "0.05", "--synthetic-train", "2000", "--synthetic-test", "500",
-            "--seed", "7", "--out", out.to_str().unwrap(),
-        ]).args(extra);
+            "train", "--device", device, "--model", "tinycnn", "--steps", "5", "--eval-every", "5", "--lr", "0.05",
+            "--synthetic-train", "2000", "--synthetic-test", "500", "--seed", "7", "--out", out.to_str().unwrap(),
+        ]).args(policy).args(extra);
         if tag == "cuda-aware" {
             c.env("SCADLES_CUDA_AWARE_MPI", "1");
         }
@@ -381,7 +392,7 @@ fn follows_the_cpu_run(tag: &str, extra: &[&str]) {
     let dev = sg["device"].as_str().unwrap();
     assert!(dev.starts_with("cuda:"), "summary device {dev}");
     let devs = sg["devices"].as_array().unwrap();
-    assert_eq!(devs.len(), 2);
+    assert_eq!(devs.len(), np);
     assert!(devs.iter().all(|d| d.as_str().unwrap().starts_with("cuda:")), "{devs:?}");
     assert!(se.lines().any(|l| l.starts_with("device: ") && l.contains("cuda:")), "rank 0 names the GPUs:\n{se}");
     assert_eq!(sc["device"], "cpu");
