@@ -1,7 +1,8 @@
 //! The GPU network against the CPU model. Always: the GPU builders' parameter layout (names,
 //! shapes, offsets, counts, running-statistic counts) equals the CPU builders' for every model.
 //! With a GPU: one training step (forward, softmax cross-entropy, backward, SGD) of tinycnn and
-//! resnet18-cifar on the GPU equals the CPU step, the training engine's GPU steps equal its CPU
+//! resnet18-cifar on the GPU equals the CPU step, the evaluation forward of resnet152 and
+//! vgg19_bn (torchvision shape) equals the CPU's, the training engine's GPU steps equal its CPU
 //! steps, and `scadles train --device cuda` under `mpirun` follows the `--device cpu` run,
 //! with dense and with top-k steps, DDL and ScaDLES;
 //! without one each of those tests runs on the emulated GPU in a child process (`common::gpu`).
@@ -155,6 +156,34 @@ fn gpu_training_step_equals_cpu_step() {
     be.set_tensor_cores(false);
     step_matches(&be, "tinycnn", Shape::Cifar, 8);
     step_matches(&be, "resnet18", Shape::Cifar, 8);
+}
+
+/// The evaluation forward of the benchmark models in their torchvision shape (resnet152: max-pool
+/// stem and 50 bottleneck blocks; vgg19_bn with its 4096-wide classifier; 1000 classes as in the
+/// benchmarks' table), GPU against CPU on the same parameters and inputs (FP32 kernels). Their
+/// training steps are ill-conditioned at small batches (see `common::assert_tensors_close`); the
+/// evaluation forward is not, so the logits must agree to 1e-4 of their scale.
+#[test]
+fn benchmark_models_evaluate_as_on_the_cpu() {
+    if !common::gpu::here("cuda_train benchmark models") {
+        return;
+    }
+    let mut be = CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
+    be.set_tensor_cores(false);
+    for name in ["resnet152", "vgg19_bn"] {
+        let (batch, classes) = (2, 1000);
+        let mut model = models::build(name, Shape::Torchvision, classes, 3).unwrap();
+        let mut r = StdRng::seed_from_u64(11);
+        let x: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| r.gen_range(-1.0f32..1.0)).collect();
+        let mut net = GpuNet::new(&be, &model, 0.9, 0.0).unwrap();
+        let want = model.forward(Tensor::from_vec(&[batch, 3, 32, 32], x.clone()), false, &mut r);
+        drop(model);
+        let xd = DeviceTensor { buf: std::sync::Arc::new(be.upload(&x).unwrap()), shape: vec![batch, 3, 32, 32] };
+        let got = be.download(net.forward(&be, &xd, false).unwrap().buf.as_ref()).unwrap();
+        let scale = want.as_slice().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{name}: zero logits");
+        assert_close(&format!("{name} (torchvision) evaluation logits"), &got, want.as_slice(), 1e-4 * scale, 0.0);
+    }
 }
 
 /// Two steps of the training engine on the CPU and on the GPU from the same model and batch
