@@ -2,7 +2,7 @@
 // that the real, unmodified kernel sources compile as C++20 with g++ and run on the host. Two
 // programs use it: tests/kernel_emu/harness.cpp (every kernel against a double-precision
 // reference, driven by tests/kernel_emulation.rs) and tests/kernel_emu/libcuda.cpp (an emulated
-// CUDA driver that runs the whole GPU backend on the CPU, driven by tests/emulated_device.rs).
+// CUDA driver that runs the whole GPU backend on the CPU, used by tests/common/gpu.rs).
 //
 // What is emulated:
 //  * Every CUDA thread of a block is a fiber: its own stack, switched to and from cooperatively
