@@ -129,7 +129,6 @@ struct Op {
 std::deque<Op> g_queue;
 unsigned long long g_enqueued = 0;
 size_t g_in_use = 0;
-unsigned long long g_executed = 0;
 
 [[noreturn]] void die(const std::string& what) {
     std::fprintf(stderr, "emulated CUDA driver: %s\n", what.c_str());
@@ -156,7 +155,6 @@ void flush(unsigned long long upto = ~0ull) {
         g_queue.pop_front();
         if (g_trace) std::fprintf(stderr, "[emu-cuda] %s\n", op.what.c_str());
         op.run();
-        g_executed++;
         check_guards(op.what);
     }
 }
