@@ -16,6 +16,8 @@
 //! off by O(1); the bound per tensor is 5e-2.
 //!
 //! The algorithm is a process-wide setting, so this file holds a single test (one process).
+mod common;
+use common::rel_l2;
 use rand::{Rng, SeedableRng};
 use scadles::backend::cpu::{self, ConvAlgo};
 use scadles::models::{self, Shape};
@@ -47,13 +49,6 @@ fn scaled_diff(a: &[f32], b: &[f32]) -> f64 {
         assert!(x.is_finite(), "non-finite value");
         m.max((x as f64 - y as f64).abs())
     }) / scale
-}
-
-/// ‖a − b‖ / ‖b‖.
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(&x, &y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
-    (num / den.max(1e-300)).sqrt()
 }
 
 #[test]

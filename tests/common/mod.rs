@@ -113,6 +113,18 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32,
 /// flips ReLUs under rounding-level changes, which moves single elements by tens of percent while
 /// every tensor stays within about 1e-2 (see tests/conv_algorithms.rs); a wrongly computed or
 /// routed layer is off by O(1).
+/// ‖got − want‖₂ / ‖want‖₂, in f64; ‖got‖₂ when `want` is all zero.
+pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "rel_l2: lengths");
+    let num: f64 = got.iter().zip(want).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
+    if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        num.sqrt()
+    }
+}
+
 pub fn assert_tensors_close(what: &str, got: &[f32], want: &[f32], tensors: &[(String, std::ops::Range<usize>)], bound: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut worst = (0.0f64, "");
@@ -120,12 +132,7 @@ pub fn assert_tensors_close(what: &str, got: &[f32], want: &[f32], tensors: &[(S
     for (name, r) in tensors {
         let (g, w) = (&got[r.clone()], &want[r.clone()]);
         assert!(g.iter().all(|v| v.is_finite()), "{what}: {name} holds a non-finite value");
-        let (mut num, mut den) = (0.0f64, 0.0f64);
-        for (&a, &b) in g.iter().zip(w) {
-            num += (a as f64 - b as f64).powi(2);
-            den += (b as f64).powi(2);
-        }
-        let e = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
+        let e = rel_l2(g, w);
         if e > worst.0 {
             worst = (e, name);
         }
