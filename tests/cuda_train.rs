@@ -94,6 +94,17 @@ fn update(after: &[f32], before: &[f32]) -> Vec<f32> {
     after.iter().zip(before).map(|(a, b)| a - b).collect()
 }
 
+/// GPU 0 with the FP32 kernels (TF32 off, so that results compare closely with the CPU's), or
+/// None when the test ran on the emulated GPU in a child process instead (`common::gpu::here`).
+fn fp32_gpu(label: &str) -> Option<CudaBackend> {
+    if !common::gpu::here(label) {
+        return None;
+    }
+    let mut be = CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
+    be.set_tensor_cores(false);
+    Some(be)
+}
+
 /// One CPU step and one GPU step from the same parameters and batch; compares loss, gradients,
 /// running statistics and the parameters after SGD (FP32 kernels, TF32 off).
 fn step_matches(be: &CudaBackend, name: &str, shape: Shape, batch: usize) {
@@ -149,11 +160,7 @@ fn step_matches(be: &CudaBackend, name: &str, shape: Shape, batch: usize) {
 
 #[test]
 fn gpu_training_step_equals_cpu_step() {
-    if !common::gpu::here("cuda_train") {
-        return;
-    }
-    let mut be = CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
-    be.set_tensor_cores(false);
+    let Some(be) = fp32_gpu("cuda_train") else { return };
     step_matches(&be, "tinycnn", Shape::Cifar, 8);
     step_matches(&be, "resnet18", Shape::Cifar, 8);
 }
@@ -165,11 +172,7 @@ fn gpu_training_step_equals_cpu_step() {
 /// evaluation forward is not, so the logits must agree to 1e-4 of their scale.
 #[test]
 fn benchmark_models_evaluate_as_on_the_cpu() {
-    if !common::gpu::here("cuda_train benchmark models") {
-        return;
-    }
-    let mut be = CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
-    be.set_tensor_cores(false);
+    let Some(be) = fp32_gpu("cuda_train benchmark models") else { return };
     for name in ["resnet152", "vgg19_bn"] {
         let (batch, classes) = (2, 1000);
         let mut model = models::build(name, Shape::Torchvision, classes, 3).unwrap();
@@ -263,11 +266,7 @@ fn engine_steps_match(gpu: &Compute, name: &str, shape: Shape) {
 
 #[test]
 fn training_engine_on_the_gpu_equals_the_cpu_engine() {
-    if !common::gpu::here("cuda_train engine") {
-        return;
-    }
-    let mut be = CudaBackend::new(0).unwrap_or_else(|e| panic!("GPU found but unusable: {e}"));
-    be.set_tensor_cores(false);
+    let Some(be) = fp32_gpu("cuda_train engine") else { return };
     be.load_all_kernels().unwrap_or_else(|e| panic!("kernels: {e}"));
     let gpu = Compute::Cuda { be, ordinal: 0, name: "test".into() };
     engine_steps_match(&gpu, "tinycnn", Shape::Cifar);
