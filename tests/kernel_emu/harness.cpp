@@ -513,37 +513,6 @@ static ConvParams conv_params(const ConvShape& s);
 
 static void fastdivmod_tests();
 
-// =============================================================================================
-// Convolution and bias
-// =============================================================================================
-
-struct ConvRef {
-    vector<double> y, dx, dw;
-};
-static ConvRef ref_conv(const ConvShape& s, const vector<float>& x, const vector<float>& w, const vector<float>& dy) {
-    const size_t oh = s.oh(), ow = s.ow();
-    ConvRef r{vector<double>(s.out_len(), 0.0), vector<double>(s.in_len(), 0.0), vector<double>(s.w_len(), 0.0)};
-    for (size_t b = 0; b < s.n; b++)
-        for (size_t co = 0; co < s.c_out; co++)
-            for (size_t oy = 0; oy < oh; oy++)
-                for (size_t ox = 0; ox < ow; ox++) {
-                    const size_t yi = ((b * s.c_out + co) * oh + oy) * ow + ox;
-                    for (size_t ci = 0; ci < s.c_in; ci++)
-                        for (size_t ky = 0; ky < s.kh; ky++)
-                            for (size_t kx = 0; kx < s.kw; kx++) {
-                                const long iy = (long)(oy * s.stride + ky) - (long)s.pad;
-                                const long ix = (long)(ox * s.stride + kx) - (long)s.pad;
-                                if (iy < 0 || ix < 0 || iy >= (long)s.h || ix >= (long)s.w) continue;
-                                const size_t xi = ((b * s.c_in + ci) * s.h + iy) * s.w + ix;
-                                const size_t wi = ((co * s.c_in + ci) * s.kh + ky) * s.kw + kx;
-                                r.y[yi] += (double)w[wi] * x[xi];
-                                r.dx[xi] += (double)w[wi] * dy[yi];
-                                r.dw[wi] += (double)x[xi] * dy[yi];
-                            }
-                }
-    return r;
-}
-
 /// The weight gradient restricted to the reduction range [k0, k1) of (b, oy, ox): one split.
 static vector<double> ref_dw_range(const ConvShape& s, const vector<float>& x, const vector<float>& dy, size_t k0, size_t k1) {
     const size_t oh = s.oh(), ow = s.ow();
@@ -564,6 +533,38 @@ static vector<double> ref_dw_range(const ConvShape& s, const vector<float>& x, c
     }
     return dw;
 }
+
+// =============================================================================================
+// Convolution and bias
+// =============================================================================================
+
+struct ConvRef {
+    vector<double> y, dx, dw;
+};
+static ConvRef ref_conv(const ConvShape& s, const vector<float>& x, const vector<float>& w, const vector<float>& dy) {
+    const size_t oh = s.oh(), ow = s.ow();
+    ConvRef r{vector<double>(s.out_len(), 0.0), vector<double>(s.in_len(), 0.0), {}};
+    for (size_t b = 0; b < s.n; b++)
+        for (size_t co = 0; co < s.c_out; co++)
+            for (size_t oy = 0; oy < oh; oy++)
+                for (size_t ox = 0; ox < ow; ox++) {
+                    const size_t yi = ((b * s.c_out + co) * oh + oy) * ow + ox;
+                    for (size_t ci = 0; ci < s.c_in; ci++)
+                        for (size_t ky = 0; ky < s.kh; ky++)
+                            for (size_t kx = 0; kx < s.kw; kx++) {
+                                const long iy = (long)(oy * s.stride + ky) - (long)s.pad;
+                                const long ix = (long)(ox * s.stride + kx) - (long)s.pad;
+                                if (iy < 0 || ix < 0 || iy >= (long)s.h || ix >= (long)s.w) continue;
+                                const size_t xi = ((b * s.c_in + ci) * s.h + iy) * s.w + ix;
+                                const size_t wi = ((co * s.c_in + ci) * s.kh + ky) * s.kw + kx;
+                                r.y[yi] += (double)w[wi] * x[xi];
+                                r.dx[xi] += (double)w[wi] * dy[yi];
+                            }
+                }
+    r.dw = ref_dw_range(s, x, dy, 0, s.n * oh * ow);
+    return r;
+}
+
 
 static void test_conv(bool tc, const ConvShape& s, size_t sm_count = H100_SMS) {
     const double tol = tc ? 3e-3 : 1e-5;
