@@ -19,6 +19,8 @@
 //! Without g++ the test prints "SKIPPED (no g++)" and passes. `SCADLES_EMU_SCHEDULE=free` turns the
 //! schedule perturbation off (for diagnosis); the harness also accepts a kernel-name filter when run
 //! by hand (`<target>/tmp/kernel_emu_harness conv2d_fwd`).
+mod common;
+use common::gpu::have_gxx;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -30,9 +32,6 @@ use scadles::backend::cuda::kernels::Family;
 /// Whole-run limit; the harness itself aborts a single launch that hangs for 60 s.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
-fn have_gxx() -> bool {
-    Command::new("g++").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
 
 fn compile(root: &Path, exe: &Path) {
     let harness = root.join("tests/kernel_emu/harness.cpp");

@@ -59,7 +59,8 @@ pub fn here(label: &str) -> bool {
     false
 }
 
-fn have_gxx() -> bool {
+/// Whether g++ runs (it builds the kernel emulator and the emulated GPU).
+pub fn have_gxx() -> bool {
     Command::new("g++").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
