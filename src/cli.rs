@@ -2,7 +2,7 @@
 //! the TOML file given by `--config`, which overrides the built-in defaults shown in `--help`.
 use crate::backend::cuda::DeviceChoice;
 use crate::compress::{Compression, Criterion, TopkScope};
-use crate::config::{Policy, RunConfig, SparseMode};
+use crate::config::{BnEval, Policy, RunConfig, SparseMode};
 use crate::data::DatasetKind;
 use crate::error::Result;
 use crate::models::Shape;
@@ -81,6 +81,13 @@ pub struct TrainArgs {
     /// Evaluate on the first N test samples only  [default: all]
     #[arg(long, allow_negative_numbers = true)]
     pub eval_samples: Option<usize>,
+    /// Evaluate every T seconds of clock time instead of every K steps: both policies of `compare`
+    /// are then scored at the same clock times, with the parameters in force at each
+    #[arg(long, allow_negative_numbers = true, value_name = "T")]
+    pub eval_every_s: Option<f64>,
+    /// BatchNorm statistics for evaluation: rank0 (broadcast, as DDP) or average (pooled over ranks)  [default: rank0]
+    #[arg(long, value_enum)]
+    pub bn_eval: Option<BnEval>,
     /// Seed of everything random  [default: 1234]
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -128,6 +135,14 @@ pub struct TrainArgs {
     /// Per-message latency of the link model, ms  [default: 0]
     #[arg(long, allow_negative_numbers = true)]
     pub link_latency_ms: Option<f64>,
+    /// Gradient size (parameters) the link model charges for, so a small model's steps cost what
+    /// the paper's model's would (e.g. 60192808 for ResNet152)  [default: the model's own]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub link_params: Option<u64>,
+    /// Compute time on the virtual clock: measured | linear:A:C (A + C·b seconds) |
+    /// k80-resnet152 | k80-vgg19 (the paper's devices)  [default: measured]
+    #[arg(long, allow_negative_numbers = true)]
+    pub compute_model: Option<String>,
     /// Stream buffer policy  [default: persistence]
     #[arg(long, value_enum)]
     pub buffer: Option<BufferPolicy>,
@@ -173,6 +188,15 @@ pub struct TrainArgs {
     /// Sparse exchange: allgather (exact pairs) or ar-topk (root's indices, one allreduce)  [default: allgather]
     #[arg(long, value_enum)]
     pub sparse_mode: Option<SparseMode>,
+    /// Buffer policy of compare's DDL side  [default: persistence, the paper's baseline]
+    #[arg(long, value_enum)]
+    pub ddl_buffer: Option<BufferPolicy>,
+    /// Compression of compare's DDL side  [default: none, the paper's baseline]
+    #[arg(long, value_enum)]
+    pub ddl_compression: Option<Compression>,
+    /// Data injection of compare's DDL side: none or ALPHA,BETA  [default: none, the paper's baseline]
+    #[arg(long, allow_negative_numbers = true)]
+    pub ddl_inject: Option<String>,
 }
 
 macro_rules! apply {
@@ -193,9 +217,10 @@ impl TrainArgs {
         apply!(c, a;
             model, shape, num_classes, dataset, synthetic_train, synthetic_test, augment, partition, batch, lr,
             momentum, weight_decay, milestones, gamma, steps, eval_every, seed, device, conv_algo, policy, rates, arrival,
-            drift, clock, compute_scale, link_latency_ms, buffer, window, b_min, b_max, compression, cr, delta,
-            ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode;
-            data_dir, base_batch, eval_samples, out, threads, target_top1, target_top5, link_gbps, buffer_cap, inject);
+            drift, clock, compute_scale, link_latency_ms, compute_model, buffer, window, b_min, b_max, compression, cr, delta,
+            ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode, bn_eval;
+            data_dir, base_batch, eval_samples, eval_every_s, out, threads, target_top1, target_top5, link_gbps, link_params,
+            buffer_cap, inject, ddl_buffer, ddl_compression, ddl_inject);
         Ok(c)
     }
 }

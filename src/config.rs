@@ -5,7 +5,7 @@ use crate::compress::{Compression, Criterion, TopkScope};
 use crate::data::{DatasetKind, Partition};
 use crate::error::{Error, Result};
 use crate::models::Shape;
-use crate::stream::{Arrival, BufferPolicy, ClockKind, Drift, RateSpec};
+use crate::stream::{Arrival, BufferPolicy, ClockKind, ComputeModel, Drift, RateSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,27 @@ pub enum SparseMode {
     ArTopk,
 }
 
+/// Whose BatchNorm running statistics evaluation uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BnEval {
+    /// Rank 0's, broadcast to every rank (PyTorch DDP's buffer broadcast; the paper's code).
+    #[default]
+    Rank0,
+    /// The statistics of all ranks' data pooled: mean of the means, and mean of the variances
+    /// plus the variance of the means (so label-skewed ranks' differences count).
+    Average,
+}
+
+impl std::fmt::Display for BnEval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BnEval::Rank0 => "rank0",
+            BnEval::Average => "average",
+        })
+    }
+}
+
 /// The whole resolved configuration of a run; `config.json` in the run directory is this, serialised.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +85,8 @@ pub struct RunConfig {
     pub steps: u64,
     pub eval_every: u64,
     pub eval_samples: Option<usize>,
+    pub eval_every_s: Option<f64>,
+    pub bn_eval: BnEval,
     pub seed: u64,
     pub out: Option<PathBuf>,
     pub threads: Option<usize>,
@@ -80,6 +103,8 @@ pub struct RunConfig {
     pub compute_scale: Vec<f64>,
     pub link_gbps: Option<f64>,
     pub link_latency_ms: f64,
+    pub link_params: Option<u64>,
+    pub compute_model: String,
     pub buffer: BufferPolicy,
     pub buffer_cap: Option<usize>,
     pub window: f64,
@@ -96,6 +121,10 @@ pub struct RunConfig {
     pub criterion: Criterion,
     pub ewma: f64,
     pub sparse_mode: SparseMode,
+    // the DDL side of `compare` (the paper's baseline unless overridden)
+    pub ddl_buffer: Option<BufferPolicy>,
+    pub ddl_compression: Option<Compression>,
+    pub ddl_inject: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -120,6 +149,8 @@ impl Default for RunConfig {
             steps: 300,
             eval_every: 50,
             eval_samples: None,
+            eval_every_s: None,
+            bn_eval: BnEval::Rank0,
             seed: 1234,
             out: None,
             threads: None,
@@ -135,6 +166,8 @@ impl Default for RunConfig {
             compute_scale: Vec::new(),
             link_gbps: None,
             link_latency_ms: 0.0,
+            link_params: None,
+            compute_model: "measured".into(),
             buffer: BufferPolicy::Persistence,
             buffer_cap: None,
             window: 1.0,
@@ -150,6 +183,9 @@ impl Default for RunConfig {
             criterion: Criterion::Paper,
             ewma: 0.9,
             sparse_mode: SparseMode::Allgather,
+            ddl_buffer: None,
+            ddl_compression: None,
+            ddl_inject: None,
         }
     }
 }
@@ -161,6 +197,7 @@ pub struct Resolved {
     pub rates: RateSpec,
     pub drift: Drift,
     pub inject: Option<(f64, f64)>,
+    pub compute_model: ComputeModel,
 }
 
 impl RunConfig {
@@ -172,6 +209,23 @@ impl RunConfig {
             let msg = e.message().replace('\n', " ");
             Error::Config(format!("{}: {}", path.display(), msg.trim()))
         })
+    }
+
+    /// The configuration of `compare`'s DDL side: the paper's conventional baseline (fixed batch
+    /// `batch` per rank, persistence, dense allreduce, no injection, the same LR schedule), each
+    /// of those three overridable by `ddl_buffer`, `ddl_compression` and `ddl_inject`.
+    pub fn ddl_baseline(&self) -> RunConfig {
+        let inject = match self.ddl_inject.as_deref() {
+            None | Some("none") => None,
+            Some(s) => Some(s.to_string()),
+        };
+        RunConfig {
+            policy: Policy::Ddl,
+            buffer: self.ddl_buffer.unwrap_or(BufferPolicy::Persistence),
+            compression: self.ddl_compression.unwrap_or(Compression::None),
+            inject,
+            ..self.clone()
+        }
     }
 
     /// Per-rank base global batch B of the linear scaling rule (default 64·N, the paper's code).
@@ -271,13 +325,52 @@ impl RunConfig {
         }
         let partition: Partition = self.partition.parse().map_err(|e: String| Error::Config(format!("--partition: {e}")))?;
         let rates: RateSpec = self.rates.parse().map_err(|e: String| Error::Config(e))?;
-        rates.resolve(ranks, self.seed)?;
-        let drift: Drift = self.drift.parse().map_err(|e: String| Error::Config(format!("--drift: {e}")))?;
+        rates.resolve(ranks, self.seed, self.b_min, self.b_max)?;
+        let drift: Drift = self
+            .drift
+            .parse()
+            .map_err(|e: String| Error::Config(format!("--drift: {e}")))?;
         let inject = match &self.inject {
             None => None,
             Some(s) => Some(parse_inject(s)?),
         };
-        Ok(Resolved { partition, rates, drift, inject })
+        if let Some(s) = &self.ddl_inject {
+            if s != "none" {
+                parse_inject(s).map_err(|_| {
+                    Error::Config(format!(
+                        "--ddl-inject expects none or ALPHA,BETA (fractions in (0,1]), got '{s}'"
+                    ))
+                })?;
+            }
+        }
+        let compute_model: ComputeModel = self.compute_model.parse().map_err(Error::Config)?;
+        if compute_model.is_modelled() && self.clock == ClockKind::Real {
+            crate::bail!(Config, "--compute-model {} models the virtual clock's compute; --clock real measures it (use --compute-model measured)", self.compute_model);
+        }
+        if let Some(t) = self.eval_every_s {
+            if !(t.is_finite() && t > 0.0) {
+                crate::bail!(
+                    Config,
+                    "--eval-every-s must be a positive number of clock seconds, got {t}"
+                );
+            }
+        }
+        if self.link_params == Some(0) {
+            crate::bail!(Config, "--link-params must be at least 1");
+        }
+        if self.link_params.is_some() && self.link_gbps.is_none() {
+            crate::bail!(
+                Config,
+                "--link-params sizes the link model's gradient: it needs --link-gbps"
+            );
+        }
+        Ok(Resolved {
+            partition,
+            rates,
+            drift,
+            inject,
+            compute_model,
+        })
     }
 }
 
@@ -340,6 +433,122 @@ mod tests {
         assert!(parse_inject("0.5,0.5").is_ok());
         assert!(parse_inject("0.5").is_err());
         assert!(parse_inject("0,0.5").is_err());
+    }
+
+    #[test]
+    fn clock_settings_are_validated() {
+        let ok = RunConfig {
+            compute_model: "k80-vgg19".into(),
+            link_gbps: Some(5.0),
+            link_params: Some(143_678_248),
+            eval_every_s: Some(30.0),
+            ..RunConfig::default()
+        };
+        let r = ok.validate(4).unwrap();
+        assert!(r.compute_model.is_modelled());
+        for (c, needle) in [
+            (
+                RunConfig {
+                    compute_model: "linear:1".into(),
+                    ..RunConfig::default()
+                },
+                "--compute-model",
+            ),
+            (
+                RunConfig {
+                    compute_model: "linear:0.1:0.01".into(),
+                    clock: ClockKind::Real,
+                    ..RunConfig::default()
+                },
+                "--clock real",
+            ),
+            (
+                RunConfig {
+                    eval_every_s: Some(0.0),
+                    ..RunConfig::default()
+                },
+                "--eval-every-s",
+            ),
+            (
+                RunConfig {
+                    eval_every_s: Some(f64::NAN),
+                    ..RunConfig::default()
+                },
+                "--eval-every-s",
+            ),
+            (
+                RunConfig {
+                    link_params: Some(1000),
+                    ..RunConfig::default()
+                },
+                "--link-gbps",
+            ),
+            (
+                RunConfig {
+                    link_params: Some(0),
+                    link_gbps: Some(5.0),
+                    ..RunConfig::default()
+                },
+                "--link-params",
+            ),
+            (
+                RunConfig {
+                    ddl_inject: Some("half".into()),
+                    ..RunConfig::default()
+                },
+                "--ddl-inject",
+            ),
+        ] {
+            let e = c.validate(2).unwrap_err().to_string();
+            assert!(e.contains(needle) && !e.contains('\n'), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_ddl_baseline_is_the_papers_unless_overridden() {
+        let sc = RunConfig {
+            buffer: BufferPolicy::Truncation,
+            compression: Compression::Adaptive,
+            inject: Some("0.5,0.5".into()),
+            lr: 0.05,
+            ..RunConfig::default()
+        };
+        let d = sc.ddl_baseline();
+        assert_eq!(
+            (d.policy, d.buffer, d.compression, d.inject.clone()),
+            (
+                Policy::Ddl,
+                BufferPolicy::Persistence,
+                Compression::None,
+                None
+            )
+        );
+        assert_eq!(
+            (d.batch, d.lr, d.milestones.clone()),
+            (sc.batch, sc.lr, sc.milestones.clone()),
+            "same batch and schedule"
+        );
+        let o = RunConfig {
+            ddl_buffer: Some(BufferPolicy::Truncation),
+            ddl_compression: Some(Compression::Topk),
+            ddl_inject: Some("0.25,0.25".into()),
+            ..sc.clone()
+        }
+        .ddl_baseline();
+        assert_eq!(
+            (o.buffer, o.compression, o.inject.as_deref()),
+            (
+                BufferPolicy::Truncation,
+                Compression::Topk,
+                Some("0.25,0.25")
+            )
+        );
+        let n = RunConfig {
+            ddl_inject: Some("none".into()),
+            ..sc
+        }
+        .ddl_baseline();
+        assert!(n.inject.is_none());
     }
 
     #[test]

@@ -296,7 +296,14 @@ fn compare(world: &World, args: &TrainArgs) -> Result<()> {
     let compute = open_device(world, &base)?;
     let mut runs = Vec::new();
     for policy in [Policy::Scadles, Policy::Ddl] {
-        let cfg = RunConfig { policy, ..base.clone() };
+        // The DDL side is the paper's baseline (fixed batch, persistence, dense, no injection).
+        let cfg = match policy {
+            Policy::Scadles => RunConfig {
+                policy,
+                ..base.clone()
+            },
+            Policy::Ddl => base.ddl_baseline(),
+        };
         let dir = root.join(policy.to_string());
         if world.is_root() {
             eprintln!("== {policy} ==");
@@ -304,7 +311,7 @@ fn compare(world: &World, args: &TrainArgs) -> Result<()> {
         runs.push(run_one(world, &cfg, &compute, Some(dir), policy == Policy::Ddl)?);
     }
     if world.is_root() {
-        scadles::train::compare::report(&root, &base, &runs[0], &runs[1])?;
+        scadles::train::compare::report(&root, &base, &base.ddl_baseline(), &runs[0], &runs[1])?;
     }
     Ok(())
 }

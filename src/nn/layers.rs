@@ -139,6 +139,7 @@ impl BatchNorm2d {
         let beta = ps.alloc(&format!("{name}.bias"), &[c], Init::Const(0.0));
         let running_mean = ps.alloc_buffer(c, 0.0);
         let running_var = ps.alloc_buffer(c, 1.0);
+        ps.bn_stats.push((running_mean, running_var));
         BatchNorm2d {
             c,
             gamma,

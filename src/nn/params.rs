@@ -47,6 +47,8 @@ pub struct ParamStore {
     pub grads: Vec<f32>,
     pub buffers: Vec<f32>,
     pub infos: Vec<ParamInfo>,
+    /// Every BatchNorm's (running mean, running variance) inside `buffers`, in layer order.
+    pub bn_stats: Vec<(ParamView, ParamView)>,
     rng: rand::rngs::StdRng,
     /// Shape-only store: records tensors without allocating or initialising them.
     count_only: bool,
@@ -60,6 +62,7 @@ impl ParamStore {
             grads: Vec::new(),
             buffers: Vec::new(),
             infos: Vec::new(),
+            bn_stats: Vec::new(),
             rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x5CAD_1E5),
             count_only: false,
             count: 0,

@@ -99,6 +99,115 @@ impl LinkModel {
     }
 }
 
+/// Where a step's compute time on the virtual clock comes from (`--compute-model`).
+///
+/// - `measured`: this machine's measured forward + backward + packing time.
+/// - `linear:A:C`: `A + C·b` seconds for a local batch of b samples (0 for an empty batch), so a
+///   run with a link model is a pure function of its configuration and seed.
+/// - `k80-resnet152`, `k80-vgg19`: the paper's devices (one K80 each). Table II gives the mean
+///   time of one whole iteration at batch 64 (t = 1.2 s for ResNet152, 1.6 s for VGG19), which
+///   includes the gradient allreduce; Fig. 4(b) gives that allreduce on the same cluster and
+///   5 Gbps network (≈1.05 s for ResNet152's 230 MB, ≈1.45 s for VGG19's 548 MB). Compute at
+///   batch 64 is the difference: 0.15 s for both. The paper reports no other batch size, so the
+///   presets are proportional to the batch (A = 0, C = 0.15 s / 64 = 2.34375 ms per sample); use
+///   `linear:A:C` to model a fixed per-step cost.
+///
+/// Either way the result is multiplied by the rank's `--compute-scale` factor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ComputeModel {
+    Measured,
+    Linear {
+        a: f64,
+        c: f64,
+        preset: Option<&'static str>,
+    },
+}
+
+/// Compute seconds at batch 64 of the paper's K80 devices: Table II's iteration time minus
+/// Fig. 4(b)'s gradient synchronisation time.
+pub const K80_RESNET152_COMPUTE_64: f64 = 1.2 - 1.05;
+/// See [`K80_RESNET152_COMPUTE_64`]: VGG19, 1.6 s − 1.45 s.
+pub const K80_VGG19_COMPUTE_64: f64 = 1.6 - 1.45;
+
+impl ComputeModel {
+    /// Compute seconds of a local batch of `b` samples; `measured_s` is this machine's time.
+    pub fn seconds(&self, b: usize, measured_s: f64) -> f64 {
+        match *self {
+            ComputeModel::Measured => measured_s,
+            ComputeModel::Linear { .. } if b == 0 => 0.0,
+            ComputeModel::Linear { a, c, .. } => a + c * b as f64,
+        }
+    }
+
+    /// True unless the compute time is measured (the clock then depends on no measurement).
+    pub fn is_modelled(&self) -> bool {
+        !matches!(self, ComputeModel::Measured)
+    }
+}
+
+impl std::str::FromStr for ComputeModel {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let forms = "measured | linear:A:C | k80-resnet152 | k80-vgg19";
+        match s {
+            "measured" => return Ok(ComputeModel::Measured),
+            "k80-resnet152" => {
+                return Ok(ComputeModel::Linear {
+                    a: 0.0,
+                    c: K80_RESNET152_COMPUTE_64 / 64.0,
+                    preset: Some("k80-resnet152"),
+                })
+            }
+            "k80-vgg19" => {
+                return Ok(ComputeModel::Linear {
+                    a: 0.0,
+                    c: K80_VGG19_COMPUTE_64 / 64.0,
+                    preset: Some("k80-vgg19"),
+                })
+            }
+            _ => {}
+        }
+        let Some(rest) = s.strip_prefix("linear:") else {
+            return Err(format!(
+                "--compute-model: unknown model '{s}' (expected {forms})"
+            ));
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        let nums: Vec<f64> = parts
+            .iter()
+            .filter_map(|p| p.trim().parse::<f64>().ok())
+            .collect();
+        if parts.len() != 2 || nums.len() != 2 {
+            return Err(format!("--compute-model: expected linear:A:C (seconds per step, seconds per sample), got '{s}'"));
+        }
+        let (a, c) = (nums[0], nums[1]);
+        if !(a.is_finite() && a >= 0.0 && c.is_finite() && c >= 0.0) || a + c == 0.0 {
+            return Err(format!(
+                "--compute-model {s}: A and C must be finite, ≥ 0 and not both 0"
+            ));
+        }
+        if a > 3600.0 || c > 3600.0 {
+            return Err(format!("--compute-model {s}: A and C are seconds; more than an hour per step or per sample is not a device"));
+        }
+        Ok(ComputeModel::Linear { a, c, preset: None })
+    }
+}
+
+impl std::fmt::Display for ComputeModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComputeModel::Measured => f.write_str("measured"),
+            ComputeModel::Linear {
+                a,
+                c,
+                preset: Some(p),
+            } => write!(f, "{p} (linear:{a}:{c})"),
+            ComputeModel::Linear { a, c, preset: None } => write!(f, "linear:{a}:{c}"),
+        }
+    }
+}
+
 /// Virtual step time (ARCHITECTURE "The clock"): max over ranks of (wait_i + compute_i) + comm.
 ///
 /// `compute` is each rank's compute time already scaled by its device speed factor; a synchronous
@@ -357,5 +466,43 @@ mod tests {
         let t0 = Instant::now();
         drop(s);
         assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn compute_models_parse_and_compute() {
+        let m: ComputeModel = "linear:0.5:0.01".parse().unwrap();
+        assert_eq!(m.seconds(64, 99.0), 0.5 + 0.64);
+        assert_eq!(m.seconds(0, 99.0), 0.0, "an empty batch computes nothing");
+        assert_eq!(m.to_string(), "linear:0.5:0.01");
+        assert!(m.is_modelled());
+        let k: ComputeModel = "k80-resnet152".parse().unwrap();
+        // Table II's 1.2 s iteration at batch 64 less Fig. 4(b)'s 1.05 s allreduce.
+        assert!(
+            (k.seconds(64, 0.0) - 0.15).abs() < 1e-12,
+            "{}",
+            k.seconds(64, 0.0)
+        );
+        assert!((k.seconds(32, 0.0) - 0.075).abs() < 1e-12);
+        assert!(k.to_string().starts_with("k80-resnet152 (linear:0:"), "{k}");
+        let v: ComputeModel = "k80-vgg19".parse().unwrap();
+        assert!((v.seconds(64, 0.0) - (1.6 - 1.45)).abs() < 1e-12);
+        let me: ComputeModel = "measured".parse().unwrap();
+        assert_eq!(me.seconds(64, 0.25), 0.25);
+        assert!(!me.is_modelled());
+        for bad in [
+            "linear:1",
+            "linear:a:b",
+            "linear:-1:0.1",
+            "linear:0:0",
+            "linear:1e300:0",
+            "k80",
+            "linear:nan:1",
+        ] {
+            let e = bad.parse::<ComputeModel>().unwrap_err();
+            assert!(
+                e.starts_with("--compute-model") && !e.contains('\n'),
+                "{bad}: {e}"
+            );
+        }
     }
 }

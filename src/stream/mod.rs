@@ -16,7 +16,7 @@ pub mod source;
 pub mod table2;
 
 pub use buffer::{BufferPolicy, DeviceBuffer, Take};
-pub use clock::{virtual_step_time, ClockKind, LinkModel, RealTimeStream};
+pub use clock::{virtual_step_time, ClockKind, ComputeModel, LinkModel, RealTimeStream};
 pub use rates::{Arrival, CodeList, Drift, RateSpec, TableSet};
 pub use source::{SimulatedSource, StreamSource};
 pub use table2::{render_table2, table2, Table2Cell, Table2Row};

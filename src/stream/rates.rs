@@ -21,7 +21,9 @@ pub const MIN_SAMPLED_RATE: f64 = 1.0;
 /// The four sample sets of the paper's Table I (16 devices each in the IID runs).
 ///
 /// The paper gives only mean and standard deviation. A uniform distribution with mean μ and
-/// standard deviation σ spans μ ± σ√3, so S1 ≈ [−3.6, 79.6] (clipped to ≥ 1) and S2 ≈ [106, 494].
+/// standard deviation σ spans μ ± σ√3, so S1 ≈ [−3.6, 79.6] and S2 ≈ [106, 494]. Each set is
+/// drawn within the batch bounds ([`TableSet::resolve_within`]), so S1 is uniform on [8, 79.6]
+/// with the default bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TableSet {
     /// Uniform, mean 38, std 24.
@@ -66,6 +68,45 @@ impl TableSet {
             TableSet::S1p => (64.0, 24.0),
             TableSet::S2p => (256.0, 28.0),
         }
+    }
+
+    /// `ranks` rates drawn from [`Self::distribution`] truncated to `[lo, hi]` (redrawn when outside).
+    pub fn resolve_within(self, ranks: usize, seed: u64, lo: f64, hi: f64) -> Result<Vec<f64>> {
+        let lo = lo.max(MIN_SAMPLED_RATE);
+        if !(lo <= hi) {
+            crate::bail!(
+                Config,
+                "--rates {}: the batch bounds [{lo}, {hi}] are empty",
+                self.name()
+            );
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let draw: Box<dyn Fn(&mut StdRng) -> f64> = match self.distribution() {
+            RateSpec::Uniform { lo: a, hi: b } => {
+                Box::new(move |r: &mut StdRng| a + (b - a) * r.gen::<f64>())
+            }
+            RateSpec::Normal { mean, std } => {
+                let d = Normal::new(mean, std)
+                    .map_err(|e| Error::Config(format!("--rates {}: {e}", self.name())))?;
+                Box::new(move |r: &mut StdRng| d.sample(r))
+            }
+            _ => unreachable!("Table I sets are uniform or normal"),
+        };
+        (0..ranks)
+            .map(|rank| {
+                // 10,000 redraws: a set with less than ~0.1% of its mass inside the bounds is an error.
+                for _ in 0..10_000 {
+                    let x = draw(&mut rng);
+                    if (lo..=hi).contains(&x) {
+                        return Ok(x);
+                    }
+                }
+                Err(Error::Config(format!(
+                    "--rates {}: almost no rate of the set falls within the batch bounds [--b-min {lo}, --b-max {hi}] (rank {rank})",
+                    self.name()
+                )))
+            })
+            .collect()
     }
 
     fn name(self) -> &'static str {
@@ -149,8 +190,14 @@ const RATES_FORMS: &str =
 impl RateSpec {
     /// One rate (samples/s) per rank. Sampled specs draw rank 0, 1, … in order from a generator
     /// seeded by `seed`, so the result is reproducible and a smaller job gets a prefix of a larger
-    /// job's rates. Sampled values are clipped to ≥ [`MIN_SAMPLED_RATE`].
-    pub fn resolve(&self, ranks: usize, seed: u64) -> Result<Vec<f64>> {
+    /// job's rates.
+    ///
+    /// The paper's named sets (S1, S2, S′1, S′2) are drawn within the batch bounds `[b_min, b_max]`
+    /// (paper §3.1: its devices' rates all fell inside [8, 1024]): a draw outside is redrawn, i.e.
+    /// the set follows Table I's distribution truncated to the bounds. Other sampled forms
+    /// (`uniform:`, `normal:`, `exp:`) are drawn as written and only clipped to ≥
+    /// [`MIN_SAMPLED_RATE`]; lists are used as given.
+    pub fn resolve(&self, ranks: usize, seed: u64, b_min: usize, b_max: usize) -> Result<Vec<f64>> {
         if ranks == 0 {
             crate::bail!(Config, "--rates: the job has 0 ranks; expected at least 1");
         }
@@ -169,7 +216,9 @@ impl RateSpec {
         let mut rng = StdRng::seed_from_u64(seed);
         let clip = |x: f64| x.max(MIN_SAMPLED_RATE);
         let rates = match self {
-            RateSpec::Table(set) => return set.distribution().resolve(ranks, seed),
+            RateSpec::Table(set) => {
+                return set.resolve_within(ranks, seed, b_min as f64, b_max as f64)
+            }
             RateSpec::CodeList(c) => fixed(c.rates())?,
             RateSpec::List(v) => fixed(v)?,
             RateSpec::Uniform { lo, hi } => (0..ranks)
@@ -644,24 +693,26 @@ mod tests {
     #[test]
     fn code_lists_are_exact() {
         let r = RateSpec::CodeList(CodeList::UniformS1)
-            .resolve(8, 0)
+            .resolve(8, 0, 8, 1024)
             .unwrap();
         assert_eq!(r, vec![50.0, 38.0, 12.0, 36.0, 34.0, 13.0, 82.0, 40.0]);
         let r = RateSpec::CodeList(CodeList::UniformS2)
-            .resolve(10, 0)
+            .resolve(10, 0, 8, 1024)
             .unwrap();
         assert_eq!(
             r,
             vec![270.0, 218.0, 300.0, 246.0, 232.0, 284.0, 284.0, 236.0, 274.0, 228.0]
         );
         let r = RateSpec::CodeList(CodeList::NormalS1)
-            .resolve(10, 0)
+            .resolve(10, 0, 8, 1024)
             .unwrap();
         assert_eq!(
             r,
             vec![92.0, 38.0, 62.0, 42.0, 48.0, 88.0, 90.0, 22.0, 44.0, 28.0]
         );
-        let r = RateSpec::CodeList(CodeList::Vgg25).resolve(25, 0).unwrap();
+        let r = RateSpec::CodeList(CodeList::Vgg25)
+            .resolve(25, 0, 8, 1024)
+            .unwrap();
         assert_eq!(r.len(), 25);
         // The spec's summary statistics of the 25-value list: mean 50.9, min 16, max 108.
         let (m, _) = mean_std(&r);
@@ -678,14 +729,14 @@ mod tests {
         let e = "50,38,12"
             .parse::<RateSpec>()
             .unwrap()
-            .resolve(4, 1)
+            .resolve(4, 1, 8, 1024)
             .unwrap_err();
         assert_eq!(
             e.to_string(),
             "config: --rates lists 3 rates but the job has 4 ranks"
         );
         let e = RateSpec::CodeList(CodeList::UniformS1)
-            .resolve(16, 1)
+            .resolve(16, 1, 8, 1024)
             .unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -695,7 +746,7 @@ mod tests {
             "50,38,12,36"
                 .parse::<RateSpec>()
                 .unwrap()
-                .resolve(4, 7)
+                .resolve(4, 7, 8, 1024)
                 .unwrap(),
             vec![50.0, 38.0, 12.0, 36.0]
         );
@@ -703,58 +754,84 @@ mod tests {
 
     #[test]
     fn nonpositive_or_nonfinite_rates_are_rejected() {
-        let e = RateSpec::List(vec![5.0, -3.0]).resolve(2, 0).unwrap_err();
+        let e = RateSpec::List(vec![5.0, -3.0])
+            .resolve(2, 0, 8, 1024)
+            .unwrap_err();
         assert!(matches!(e, Error::Config(_)));
         assert!(e.to_string().contains("rate -3 at position 2"), "{e}");
         let e = RateSpec::List(vec![f64::NAN, 3.0])
-            .resolve(2, 0)
+            .resolve(2, 0, 8, 1024)
             .unwrap_err();
         assert!(e.to_string().contains("position 1"), "{e}");
         assert!(RateSpec::Uniform { lo: 5.0, hi: 1.0 }
-            .resolve(2, 0)
+            .resolve(2, 0, 8, 1024)
             .is_err());
         assert!(RateSpec::Normal {
             mean: 5.0,
             std: -1.0
         }
-        .resolve(2, 0)
+        .resolve(2, 0, 8, 1024)
         .is_err());
         assert!(RateSpec::Normal {
             mean: 0.0,
             std: 1.0
         }
-        .resolve(2, 0)
+        .resolve(2, 0, 8, 1024)
         .is_err());
-        assert!(RateSpec::Exp { mean: -1.0 }.resolve(2, 0).is_err());
-        assert!(RateSpec::Table(TableSet::S1).resolve(0, 0).is_err());
+        assert!(RateSpec::Exp { mean: -1.0 }.resolve(2, 0, 8, 1024).is_err());
+        assert!(RateSpec::Table(TableSet::S1)
+            .resolve(0, 0, 8, 1024)
+            .is_err());
     }
 
-    /// Mean and std of max(X, 1) for X uniform on [lo, hi] with lo < 1 < hi, by direct integration.
-    fn clipped_uniform_moments(lo: f64, hi: f64) -> (f64, f64) {
-        let w = hi - lo;
-        let p1 = (1.0 - lo) / w; // mass clipped to 1
-        let m = p1 * 1.0 + (hi * hi - 1.0) / (2.0 * w);
-        let m2 = p1 * 1.0 + (hi.powi(3) - 1.0) / (3.0 * w);
-        (m, (m2 - m * m).sqrt())
+    /// Mean and std of a density `pdf` restricted to [lo, hi] (renormalised), by Simpson's rule.
+    fn truncated_moments(pdf: impl Fn(f64) -> f64, lo: f64, hi: f64) -> (f64, f64) {
+        let n = 200_000;
+        let h = (hi - lo) / n as f64;
+        let (mut z, mut m1, mut m2) = (0.0, 0.0, 0.0);
+        for i in 0..=n {
+            let x = lo + i as f64 * h;
+            let w = if i == 0 || i == n {
+                1.0
+            } else if i % 2 == 1 {
+                4.0
+            } else {
+                2.0
+            };
+            let p = w * pdf(x);
+            z += p;
+            m1 += p * x;
+            m2 += p * x * x;
+        }
+        let m = m1 / z;
+        (m, (m2 / z - m * m).sqrt())
     }
 
     #[test]
-    fn table_sets_match_table_one() {
+    fn table_sets_match_table_one_truncated_to_the_batch_bounds() {
         let n = 20000;
         let sqrt3 = 3f64.sqrt();
+        let uniform =
+            |lo: f64, hi: f64| move |x: f64| if (lo..=hi).contains(&x) { 1.0 } else { 0.0 };
+        let normal = |m: f64, s: f64| move |x: f64| (-(x - m) * (x - m) / (2.0 * s * s)).exp();
+        let (s1_lo, s1_hi) = (38.0 - 24.0 * sqrt3, 38.0 + 24.0 * sqrt3);
         for (set, expect) in [
+            // S1's uniform reaches −3.6: truncated to [8, 79.6] its mean is 43.8, not 38.
             (
                 TableSet::S1,
-                clipped_uniform_moments(38.0 - 24.0 * sqrt3, 38.0 + 24.0 * sqrt3),
+                truncated_moments(uniform(s1_lo, s1_hi), 8.0, s1_hi),
             ),
             (TableSet::S2, (300.0, 112.0)),
-            // P(N(64, 24) < 1) = 0.4%: the clip moves the moments far below the tolerance.
-            (TableSet::S1p, (64.0, 24.0)),
+            // 1% of N(64, 24) lies below 8: the truncation moves the mean to 64.6 and the std to 23.2.
+            (
+                TableSet::S1p,
+                truncated_moments(normal(64.0, 24.0), 8.0, 1024.0),
+            ),
             (TableSet::S2p, (256.0, 28.0)),
         ] {
-            let r = RateSpec::Table(set).resolve(n, 42).unwrap();
+            let r = RateSpec::Table(set).resolve(n, 42, 8, 1024).unwrap();
             let (m, s) = mean_std(&r);
-            // Standard error of the mean is std/√n ≈ 0.8% of std; allow 4 standard errors.
+            // Standard error of the mean is std/√n ≈ 0.7% of std; allow 4 standard errors.
             let tol_m = 4.0 * expect.1 / (n as f64).sqrt();
             assert!(
                 (m - expect.0).abs() < tol_m,
@@ -766,35 +843,57 @@ mod tests {
                 "{set:?}: std {s} vs {}",
                 expect.1
             );
-            assert!(r.iter().all(|&x| x >= MIN_SAMPLED_RATE));
+            assert!(
+                r.iter().all(|&x| (8.0..=1024.0).contains(&x)),
+                "{set:?} left the bounds"
+            );
         }
-        // The S1 clip is real: the unclipped uniform would go below zero.
-        let r = RateSpec::Table(TableSet::S1).resolve(n, 42).unwrap();
-        assert!(r.contains(&1.0));
-        let (lo, hi) = (
-            r.iter().cloned().fold(f64::INFINITY, f64::min),
-            r.iter().cloned().fold(0.0, f64::max),
-        );
+        let (m, s) = truncated_moments(uniform(s1_lo, s1_hi), 8.0, s1_hi);
         assert!(
-            lo >= 1.0 && hi <= 38.0 + 24.0 * sqrt3 && hi > 79.0,
-            "{lo} {hi}"
+            (m - 43.78).abs() < 0.01 && (s - 20.66).abs() < 0.01,
+            "{m} {s}"
         );
+        // The 16-device S1 draw of seed 1234 had devices at 1.0, 2.5 and 6.3 samples/s when the
+        // sets were only clipped at 1: every device now streams at least b_min.
+        for set in [TableSet::S1, TableSet::S1p] {
+            let r = RateSpec::Table(set).resolve(16, 1234, 8, 1024).unwrap();
+            assert!(r.iter().all(|&x| x >= 8.0), "{set:?}: {r:?}");
+        }
+        // Other bounds are honoured, and bounds with no mass are a one-line error.
+        let r = RateSpec::Table(TableSet::S2)
+            .resolve(64, 3, 200, 300)
+            .unwrap();
+        assert!(r.iter().all(|&x| (200.0..=300.0).contains(&x)));
+        let e = RateSpec::Table(TableSet::S1p)
+            .resolve(4, 3, 900, 1000)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--b-min") && !e.contains('\n'), "{e}");
+        // Distributions written out are not truncated: only clipped at 1 sample/s.
+        let r: Vec<f64> = "uniform:-50:10"
+            .parse::<RateSpec>()
+            .unwrap()
+            .resolve(200, 1, 8, 1024)
+            .unwrap();
+        assert!(r.contains(&MIN_SAMPLED_RATE));
     }
 
     #[test]
     fn sampling_is_deterministic_by_seed_and_prefix_stable() {
         for spec in ["S1", "S2p", "uniform:8:80", "normal:100:30", "exp:50"] {
             let spec: RateSpec = spec.parse().unwrap();
-            let a = spec.resolve(16, 1234).unwrap();
-            assert_eq!(a, spec.resolve(16, 1234).unwrap());
-            assert_ne!(a, spec.resolve(16, 1235).unwrap());
-            assert_eq!(&a[..4], &spec.resolve(4, 1234).unwrap()[..]);
+            let a = spec.resolve(16, 1234, 8, 1024).unwrap();
+            assert_eq!(a, spec.resolve(16, 1234, 8, 1024).unwrap());
+            assert_ne!(a, spec.resolve(16, 1235, 8, 1024).unwrap());
+            assert_eq!(&a[..4], &spec.resolve(4, 1234, 8, 1024).unwrap()[..]);
         }
     }
 
     #[test]
     fn exp_mean_matches() {
-        let r = RateSpec::Exp { mean: 200.0 }.resolve(20000, 3).unwrap();
+        let r = RateSpec::Exp { mean: 200.0 }
+            .resolve(20000, 3, 8, 1024)
+            .unwrap();
         let (m, s) = mean_std(&r);
         assert!((m - 200.0).abs() < 4.0 * 200.0 / (20000f64).sqrt(), "{m}");
         assert!((s - 200.0).abs() < 0.05 * 200.0, "{s}");

@@ -9,6 +9,7 @@ use crate::backend::cuda::net::{DeviceTensor, GpuNet};
 use super::device_grads::{DeviceCompression, DeviceGrads};
 use super::grads::{Aggregator, Sent};
 use crate::backend::cuda::CudaBackend;
+use crate::config::BnEval;
 use crate::data::{self, Dataset, Normalization};
 use crate::dist::inject::Received;
 use crate::dist::World;
@@ -197,8 +198,9 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Top-1/top-5 and mean loss on the test set with rank 0's BatchNorm statistics, as
+    /// Top-1/top-5 and mean loss on the test set with the BatchNorm statistics `bn` chooses, as
     /// [`super::evaluate`] (the same chunks, the same counting, on this engine's device).
+    #[allow(clippy::too_many_arguments)]
     pub fn evaluate(
         &mut self,
         world: &World,
@@ -206,16 +208,17 @@ impl<'a> Engine<'a> {
         test: &Dataset,
         norm: &Normalization,
         limit: Option<usize>,
+        bn: BnEval,
         rng: &mut rand::rngs::StdRng,
     ) -> Result<EvalRecord> {
         let (be, net) = match self {
-            Engine::Cpu { .. } => return super::evaluate(world, model, test, norm, limit, rng),
+            Engine::Cpu { .. } => return super::evaluate(world, model, test, norm, limit, bn, rng),
             Engine::Cuda { be, net, .. } => (*be, net),
         };
         if !model.store.buffers.is_empty() {
             let running = net.buffers_to_host(be)?;
             model.store.buffers.copy_from_slice(&running);
-            world.broadcast_f32(&mut model.store.buffers);
+            super::eval::share_bn_stats(world, &mut model.store.buffers, &model.store.bn_stats, bn);
             net.set_buffers_from_host(be, &model.store.buffers)?;
         }
         let classes = model.num_classes;

@@ -1,5 +1,7 @@
-//! Test-set evaluation, split across ranks: rank 0's BatchNorm statistics are broadcast first (as
-//! DDP's buffer broadcast does), each rank scores every N-th test chunk, and the counts are summed.
+//! Test-set evaluation, split across ranks: the BatchNorm statistics are made the same on every rank
+//! first (`--bn-eval`: rank 0's broadcast, as DDP's buffer broadcast does, or all ranks' pooled),
+//! each rank scores every N-th test chunk, and the counts are summed.
+use crate::config::BnEval;
 use crate::data::{self, Dataset, Normalization};
 use crate::dist::World;
 use crate::error::Result;
@@ -10,13 +12,63 @@ use crate::tensor::Tensor;
 const EVAL_BATCH: usize = 250;
 
 /// Top-1/top-5 accuracy (fractions) and mean loss on the first `limit` test samples (all by default).
-pub fn evaluate(world: &World, model: &mut Model, test: &Dataset, norm: &Normalization, limit: Option<usize>, rng: &mut rand::rngs::StdRng) -> Result<EvalRecord> {
-    world.broadcast_f32(&mut model.store.buffers);
+pub fn evaluate(
+    world: &World,
+    model: &mut Model,
+    test: &Dataset,
+    norm: &Normalization,
+    limit: Option<usize>,
+    bn: BnEval,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<EvalRecord> {
+    share_bn_stats(world, &mut model.store.buffers, &model.store.bn_stats, bn);
     let classes = model.num_classes;
     score(world, test, norm, limit, classes, |x, b| {
         let x = Tensor::from_vec(&[b, 3, data::IMAGE_SIDE, data::IMAGE_SIDE], x);
         Ok(model.forward(x, false, rng).into_vec())
     })
+}
+
+/// Makes the BatchNorm running statistics in `buffers` the same on every rank (a collective):
+/// rank 0's ([`BnEval::Rank0`]), or the pooled statistics of all ranks ([`BnEval::Average`]): per
+/// channel the mean of the ranks' means m̄ = Σm_r/N and the variance of the union,
+/// Σv_r/N + Σm_r²/N − m̄² (each rank's variance plus the spread of the means, which matters when
+/// ranks see different labels).
+pub fn share_bn_stats(
+    world: &World,
+    buffers: &mut [f32],
+    bn_stats: &[(crate::nn::ParamView, crate::nn::ParamView)],
+    bn: BnEval,
+) {
+    if buffers.is_empty() {
+        return;
+    }
+    match bn {
+        BnEval::Rank0 => world.broadcast_f32(buffers),
+        BnEval::Average => {
+            // One allreduce of [means | variances | squared means] per BatchNorm, in f64.
+            let mut sums: Vec<f64> = Vec::new();
+            for (m, v) in bn_stats {
+                sums.extend(m.of(buffers).iter().map(|&x| x as f64));
+                sums.extend(v.of(buffers).iter().map(|&x| x as f64));
+                sums.extend(m.of(buffers).iter().map(|&x| x as f64 * x as f64));
+            }
+            let sums = world.allreduce_sum_f64(&sums);
+            let n = world.size() as f64;
+            let mut at = 0;
+            for (m, v) in bn_stats {
+                let c = m.len;
+                let (ms, rest) = sums[at..at + 3 * c].split_at(c);
+                let (vs, m2s) = rest.split_at(c);
+                for j in 0..c {
+                    let mean = ms[j] / n;
+                    buffers[m.offset + j] = mean as f32;
+                    buffers[v.offset + j] = (vs[j] / n + m2s[j] / n - mean * mean).max(0.0) as f32;
+                }
+                at += 3 * c;
+            }
+        }
+    }
 }
 
 /// The scoring loop of [`evaluate`] for any device: `logits(x, b)` maps a normalised NCHW batch of

@@ -223,12 +223,23 @@ impl Aggregator {
 
     /// Communication time of `sent` under the link model: a ring allreduce for dense steps, an
     /// allgather(v) of (index, value) pairs (8 bytes each) for sparse steps.
-    pub fn modelled_comm_s(&self, link: &LinkModel, sent: &Sent, ranks: usize) -> f64 {
+    /// `bytes_scale` multiplies every message's size (`--link-params` over the model's parameters).
+    pub fn modelled_comm_s(
+        &self,
+        link: &LinkModel,
+        sent: &Sent,
+        ranks: usize,
+        bytes_scale: f64,
+    ) -> f64 {
         if sent.compressed {
-            let per_rank: Vec<f64> = sent.counts.iter().map(|&c| c as f64 * 8.0).collect();
+            let per_rank: Vec<f64> = sent
+                .counts
+                .iter()
+                .map(|&c| c as f64 * 8.0 * bytes_scale)
+                .collect();
             link.allgatherv_s(&per_rank)
         } else {
-            link.allreduce_s(sent.dense_len as f64 * 4.0, ranks)
+            link.allreduce_s(sent.dense_len as f64 * 4.0 * bytes_scale, ranks)
         }
     }
 

@@ -53,6 +53,19 @@ pub struct Summary {
     /// Clock seconds when the target accuracy was first reached; null if never.
     pub time_to_target_s: Option<f64>,
     pub step_at_target: Option<u64>,
+    /// How evaluation was scheduled: every K steps or every T clock seconds.
+    pub eval_every: String,
+    /// The clock resolution of `time_to_target_s`: the evaluation interval on the clock (its
+    /// largest gap when evaluating by steps), and never less than the longest step.
+    pub eval_resolution_s: f64,
+    /// The longest step on the clock, seconds.
+    pub max_step_s: f64,
+    /// Where compute times came from (`--compute-model`).
+    pub compute_model: String,
+    /// Where communication times came from: the link model, or `measured`.
+    pub link_model: String,
+    /// Whose BatchNorm statistics evaluation used (`--bn-eval`).
+    pub bn_eval: String,
     pub max_buffer_samples: u64,
     pub max_buffer_bytes: u64,
     pub dropped_samples_total: u64,
@@ -165,9 +178,24 @@ impl Run<'_> {
         let (cfg, world) = (self.cfg, self.world);
         let (rank, ranks) = (world.rank(), world.size());
         let train_set = &self.splits.train;
-        let classes_present = train_set.labels.iter().copied().max().map(|m| m as usize + 1).unwrap_or(1);
-        let parts = data::partition(&train_set.labels, classes_present, ranks, &self.res.partition, cfg.seed)?;
-        let rates = self.res.rates.resolve(ranks, cfg.seed)?;
+        let classes_present = train_set
+            .labels
+            .iter()
+            .copied()
+            .max()
+            .map(|m| m as usize + 1)
+            .unwrap_or(1);
+        let parts = data::partition(
+            &train_set.labels,
+            classes_present,
+            ranks,
+            &self.res.partition,
+            cfg.seed,
+        )?;
+        let rates = self
+            .res
+            .rates
+            .resolve(ranks, cfg.seed, cfg.b_min, cfg.b_max)?;
         if world.is_root() && !self.quiet {
             eprintln!("{:>6} {:>9} {:>8}  class histogram", "rank", "rate/s", "samples");
             for (r, p) in parts.iter().enumerate() {
@@ -213,6 +241,12 @@ impl Run<'_> {
         let mut last_eval = EvalRecord::default();
         let mut x_buf: Vec<f32> = Vec::new();
         let bytes_per_sample = data::IMAGE_BYTES as u64;
+        let mut next_eval_s = cfg.eval_every_s.unwrap_or(f64::INFINITY);
+        let mut max_step_s = 0.0f64;
+        // The link model charges for `--link-params` parameters instead of the model's own.
+        let link_scale = cfg
+            .link_params
+            .map_or(1.0, |p| p as f64 / model.num_params().max(1) as f64);
 
         for step in 1..=cfg.steps {
             let epoch = consumed / train_set.len() as u64;
@@ -233,8 +267,21 @@ impl Run<'_> {
             }
             // 4. Compute: forward, loss (mean over the local batch), backward into the flat buffer.
             let t0 = Instant::now();
-            let (b_local, loss_local) = engine.local_gradient(&mut model, train_set, &self.splits.norm, &take.samples, &injected, cfg.augment, &mut rng, &mut x_buf)?;
-            let compute_s = t0.elapsed().as_secs_f64() * scale;
+            let (b_local, loss_local) = engine.local_gradient(
+                &mut model,
+                train_set,
+                &self.splits.norm,
+                &take.samples,
+                &injected,
+                cfg.augment,
+                &mut rng,
+                &mut x_buf,
+            )?;
+            let compute_s = self
+                .res
+                .compute_model
+                .seconds(b_local, t0.elapsed().as_secs_f64())
+                * scale;
             // 3. Agree on Σb (and the global loss, and divergence) in one collective.
             let nonfinite = if loss_local.is_finite() { 0.0 } else { 1.0 };
             let agreed = world.allreduce_sum_f64(&[b_local as f64, b_local as f64 * loss_local.max(0.0), nonfinite]);
@@ -251,14 +298,11 @@ impl Run<'_> {
             let t1 = Instant::now();
             let sent = engine.aggregate(&mut agg, world, &mut model, weight as f32, step, epoch)?;
             let comm_measured = t1.elapsed().as_secs_f64();
-            // 7. Apply with the step's learning rate (Eq. 4c and the linear scaling rule).
+            // The step's learning rate (Eq. 4c and the linear scaling rule).
             let lr_step = match cfg.policy {
                 Policy::Scadles => optim::scaled_lr(lr_sched, global_b as usize, base_batch),
                 Policy::Ddl => lr_sched,
             };
-            if global_b > 0 {
-                engine.apply(&mut model, lr_step as f32)?;
-            }
             // 8. Record: per-rank figures gathered once.
             let inj_bytes = injected.bytes_sent;
             let stats = world.allgather_f64s(&[take.wait_s, compute_s, comm_measured, take.queued as f64, b_local as f64, inj_bytes as f64]);
@@ -266,14 +310,54 @@ impl Run<'_> {
             let waits: Vec<f64> = col(0).collect();
             let computes: Vec<f64> = col(1).collect();
             let comm = match link {
-                Some(l) => agg.modelled_comm_s(&l, &sent, ranks) + inject_comm_s(&l, col(5)),
+                Some(l) => {
+                    agg.modelled_comm_s(&l, &sent, ranks, link_scale) + inject_comm_s(&l, col(5))
+                }
                 None => col(2).fold(0.0, f64::max),
             };
             let step_time = crate::stream::virtual_step_time(&waits, &computes, comm);
+            let clock_before = clock;
             clock = match cfg.clock {
                 ClockKind::Virtual => clock + step_time,
                 ClockKind::Real => wall.elapsed().as_secs_f64(),
             };
+            max_step_s = max_step_s.max(clock - clock_before);
+            // Evaluation on the clock: the parameters in force at clock time k·T are those after
+            // the last step that ended by then, i.e. these, before this step's update.
+            let mut reached = false;
+            if let Some(every) = cfg.eval_every_s {
+                if next_eval_s <= clock {
+                    let at = next_eval_s;
+                    while next_eval_s <= clock {
+                        next_eval_s += every;
+                    }
+                    last_eval = engine.evaluate(
+                        world,
+                        &mut model,
+                        &self.splits.test,
+                        &self.splits.norm,
+                        cfg.eval_samples,
+                        cfg.bn_eval,
+                        &mut rng,
+                    )?;
+                    last_eval.step = step - 1;
+                    last_eval.clock_s = at;
+                    out.evals.push(last_eval.clone());
+                    pb.set_message(format!(
+                        "loss {:.3} top1 {:.3} top5 {:.3} clock {:.1}s",
+                        last_eval.loss, last_eval.top1, last_eval.top5, at
+                    ));
+                    if target_met(cfg, &last_eval) {
+                        reached = true;
+                        time_to_target = Some(at);
+                        step_at_target = Some(step - 1);
+                    }
+                }
+            }
+            // 7. Apply with the step's learning rate (Eq. 4c and the linear scaling rule).
+            if global_b > 0 {
+                engine.apply(&mut model, lr_step as f32)?;
+            }
             let buf_max = col(3).fold(0.0, f64::max) as u64;
             let inj_step: u64 = col(5).sum::<f64>() as u64;
             max_buf = max_buf.max(buf_max);
@@ -303,19 +387,27 @@ impl Run<'_> {
                 indices_sent: sent.indices_total,
             });
             pb.inc(1);
-            if step % cfg.eval_every == 0 || step == cfg.steps {
-                last_eval = engine.evaluate(world, &mut model, &self.splits.test, &self.splits.norm, cfg.eval_samples, &mut rng)?;
+            if reached {
+                self.write_outputs(&out, None)?;
+                break;
+            }
+            let by_steps = cfg.eval_every_s.is_none() && step % cfg.eval_every == 0;
+            if by_steps || step == cfg.steps {
+                last_eval = engine.evaluate(
+                    world,
+                    &mut model,
+                    &self.splits.test,
+                    &self.splits.norm,
+                    cfg.eval_samples,
+                    cfg.bn_eval,
+                    &mut rng,
+                )?;
                 last_eval.step = step;
                 last_eval.clock_s = clock;
                 out.evals.push(last_eval.clone());
                 pb.set_message(format!("loss {:.3} top1 {:.3} top5 {:.3} clock {:.1}s", last_eval.loss, last_eval.top1, last_eval.top5, clock));
                 self.write_outputs(&out, None)?;
-                let hit1 = cfg.target_top1.is_some_and(|t| last_eval.top1 >= t);
-                let hit5 = cfg.target_top5.is_some_and(|t| last_eval.top5 >= t);
-                if (cfg.target_top1.is_some() || cfg.target_top5.is_some())
-                    && (cfg.target_top1.is_none() || hit1)
-                    && (cfg.target_top5.is_none() || hit5)
-                {
+                if target_met(cfg, &last_eval) {
                     time_to_target = Some(clock);
                     step_at_target = Some(step);
                     break;
@@ -326,6 +418,17 @@ impl Run<'_> {
         let wall_s = wall.elapsed().as_secs_f64();
         let acc = agg.account();
         let dropped_all = world.allreduce_sum_u64(&[dropped_total])[0];
+        // How finely the time to target is resolved: the evaluation interval, and at least one step
+        // (the parameters change only at step boundaries).
+        let eval_gaps = out
+            .evals
+            .windows(2)
+            .map(|w| w[1].clock_s - w[0].clock_s)
+            .fold(out.evals.first().map_or(0.0, |e| e.clock_s), f64::max);
+        let eval_resolution_s = match cfg.eval_every_s {
+            Some(t) => t.max(max_step_s),
+            None => eval_gaps,
+        };
         let summary = Summary {
             model: cfg.model.clone(),
             shape: cfg.shape.to_string(),
@@ -347,6 +450,23 @@ impl Run<'_> {
             target_top5: cfg.target_top5,
             time_to_target_s: time_to_target,
             step_at_target,
+            eval_every: match cfg.eval_every_s {
+                Some(t) => format!("{t} clock seconds"),
+                None => format!("{} steps", cfg.eval_every),
+            },
+            eval_resolution_s,
+            max_step_s,
+            compute_model: self.res.compute_model.to_string(),
+            link_model: match link {
+                Some(l) => format!(
+                    "{} Gbit/s, {} ms latency, {} parameters",
+                    l.gbps,
+                    l.latency_s * 1e3,
+                    cfg.link_params.unwrap_or(model.num_params() as u64)
+                ),
+                None => "measured".to_string(),
+            },
+            bn_eval: cfg.bn_eval.to_string(),
             max_buffer_samples: max_buf,
             max_buffer_bytes: max_buf * bytes_per_sample,
             dropped_samples_total: dropped_all,
@@ -365,6 +485,13 @@ impl Run<'_> {
         self.write_outputs(&out, Some(&summary))?;
         Ok(summary)
     }
+}
+
+/// True when `e` meets every target accuracy that is set (and at least one is).
+fn target_met(cfg: &RunConfig, e: &EvalRecord) -> bool {
+    let hit1 = cfg.target_top1.is_none_or(|t| e.top1 >= t);
+    let hit5 = cfg.target_top5.is_none_or(|t| e.top5 >= t);
+    (cfg.target_top1.is_some() || cfg.target_top5.is_some()) && hit1 && hit5
 }
 
 /// A rank's class histogram for the start-up table: every count up to 20 classes, otherwise the
