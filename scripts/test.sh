@@ -5,12 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-# g++ (C++20) runs the CUDA kernels under CPU emulation (tests/kernel_emulation.rs) and builds the
-# emulated GPU driver (tests/kernel_emu/libcuda.cpp).
-if ! command -v g++ >/dev/null && command -v apt-get >/dev/null; then
+# shellcheck source=scripts/lib/detect.sh
+. scripts/lib/detect.sh
+# A g++ that builds C++20 runs the CUDA kernels under CPU emulation (tests/kernel_emulation.rs) and
+# builds the emulated GPU driver (tests/kernel_emu/libcuda.cpp).
+if ! detect_cxx20 >/dev/null && command -v apt-get >/dev/null; then
   SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends g++ >/dev/null \
-    || echo "test: g++ unavailable: the kernel emulation and the GPU tests will be skipped" >&2
+  echo "test: no g++ that builds C++20: installing g++"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends g++ >/dev/null; } || true
+  detect_cxx20 >/dev/null || echo "test: g++ unavailable: the kernel emulation and the GPU tests will be skipped" >&2
 fi
 # NVRTC 13.0 from PyPI compiles the CUDA kernels in the test suite (no GPU needed).
 if [ -z "${SCADLES_NVRTC_DIR:-}" ] && [ -x scripts/install_nvrtc.sh ]; then
