@@ -24,7 +24,7 @@ pub struct TrainArgs {
     /// TOML file with any of the settings below (keys in snake_case); flags override it
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Model: tinycnn, resnet18|34|50|101|152, vgg11|13|16|19[_bn]  [default: tinycnn]
+    /// Model: tinycnn, tinycnn_bn, resnet18|34|50|101|152, vgg11|13|16|19[_bn]  [default: tinycnn]
     #[arg(long, allow_negative_numbers = true)]
     pub model: Option<String>,
     /// torchvision (ImageNet stem/head, as the paper) or cifar (3×3 stem)  [default: cifar]

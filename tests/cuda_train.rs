@@ -27,6 +27,8 @@ fn cpu_infos(name: &str, shape: Shape, classes: usize) -> (Vec<scadles::nn::para
     let mut ps = ParamStore::counting();
     if name == "tinycnn" {
         tiny::tinycnn(&mut ps, classes);
+    } else if name == "tinycnn_bn" {
+        tiny::tinycnn_bn(&mut ps, classes);
     } else if let Some(d) = name.strip_prefix("resnet") {
         resnet::resnet(&mut ps, d.parse().unwrap(), shape, classes).unwrap();
     } else {
@@ -57,6 +59,8 @@ fn gpu_layout_equals_cpu_layout_for_every_model() {
     }
     // Hand-counted: tinycnn with 10 classes = 448 + 4640 + 18496 + 650.
     assert_eq!(describe("tinycnn", Shape::Cifar, 10).unwrap().1.num_params, 24_234);
+    // tinycnn_bn: 432 + 32 + 4608 + 64 + 18432 + 128 + 650 (bias-free convs, two values per BN channel).
+    assert_eq!(describe("tinycnn_bn", Shape::Cifar, 10).unwrap().1.num_params, 24_346);
     assert!(describe("resnet19", Shape::Cifar, 10).is_err());
     assert!(describe("vgg12", Shape::Cifar, 10).is_err());
     assert!(describe("tinycnn", Shape::Cifar, 0).is_err());

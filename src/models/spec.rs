@@ -51,6 +51,7 @@ pub fn spec(name: &str, shape: Shape, num_classes: usize) -> Result<Vec<Spec>> {
     let unknown = || Error::Config(format!("--model: unknown model '{name}' (expected one of: {})", super::MODEL_NAMES.join(", ")));
     match name {
         "tinycnn" => Ok(tinycnn(num_classes)),
+        "tinycnn_bn" => Ok(tinycnn_bn(num_classes)),
         n if n.starts_with("resnet") => resnet(n["resnet".len()..].parse().unwrap_or(0), shape, num_classes).ok_or_else(unknown),
         n if n.starts_with("vgg") => {
             let (base, bn) = n.strip_suffix("_bn").map_or((n, false), |b| (b, true));
@@ -85,6 +86,30 @@ pub fn tinycnn(num_classes: usize) -> Vec<Spec> {
         Spec::Relu,
         Spec::MaxPool { k: 2, stride: 2, pad: 0 },
         c("conv3", 32, 64),
+        Spec::Relu,
+        Spec::AdaptiveAvgPool { oh: 1, ow: 1 },
+        Spec::Flatten,
+        linear("fc", 64, num_classes, LinearInit::TorchDefault),
+    ]
+}
+
+/// tinycnn with BatchNorm: each conv3×3 (no bias, Kaiming init) is followed by BatchNorm2d, then
+/// ReLU, as in the ResNet and VGG-BN models. The small stand-in for the paper's BatchNorm networks:
+/// data-parallel BatchNorm (per-rank batch statistics, running statistics of one rank at
+/// evaluation) is what non-IID data and small per-device batches act on.
+pub fn tinycnn_bn(num_classes: usize) -> Vec<Spec> {
+    let c = |name, cin, cout| conv(name, cin, cout, 3, 1, 1, false, ConvInit::Kaiming);
+    vec![
+        c("conv1", 3, 16),
+        batchnorm("bn1", 16),
+        Spec::Relu,
+        Spec::MaxPool { k: 2, stride: 2, pad: 0 },
+        c("conv2", 16, 32),
+        batchnorm("bn2", 32),
+        Spec::Relu,
+        Spec::MaxPool { k: 2, stride: 2, pad: 0 },
+        c("conv3", 32, 64),
+        batchnorm("bn3", 64),
         Spec::Relu,
         Spec::AdaptiveAvgPool { oh: 1, ow: 1 },
         Spec::Flatten,

@@ -7,3 +7,8 @@ use crate::nn::{ParamStore, Sequential};
 pub fn tinycnn(ps: &mut ParamStore, num_classes: usize) -> Sequential {
     super::instantiate(ps, &super::spec::tinycnn(num_classes))
 }
+
+/// Builds tinycnn_bn ([`super::spec::tinycnn_bn`]) on the CPU.
+pub fn tinycnn_bn(ps: &mut ParamStore, num_classes: usize) -> Sequential {
+    super::instantiate(ps, &super::spec::tinycnn_bn(num_classes))
+}
