@@ -73,7 +73,7 @@ impl TableSet {
     /// `ranks` rates drawn from [`Self::distribution`] truncated to `[lo, hi]` (redrawn when outside).
     pub fn resolve_within(self, ranks: usize, seed: u64, lo: f64, hi: f64) -> Result<Vec<f64>> {
         let lo = lo.max(MIN_SAMPLED_RATE);
-        if !(lo <= hi) {
+        if lo > hi || hi.is_nan() {
             crate::bail!(
                 Config,
                 "--rates {}: the batch bounds [{lo}, {hi}] are empty",
