@@ -3,6 +3,7 @@
 use crate::backend::cuda::DeviceChoice;
 use crate::compress::{Compression, Criterion, TopkScope};
 use crate::data::{DatasetKind, Partition};
+use crate::dist::inject::{InjectMode, Injection};
 use crate::error::{Error, Result};
 use crate::models::Shape;
 use crate::stream::{Arrival, BufferPolicy, ClockKind, Drift, RateSpec};
@@ -86,6 +87,7 @@ pub struct RunConfig {
     pub b_min: usize,
     pub b_max: usize,
     pub inject: Option<String>,
+    pub inject_mode: InjectMode,
     // compression
     pub compression: Compression,
     pub cr: f64,
@@ -141,6 +143,7 @@ impl Default for RunConfig {
             b_min: 8,
             b_max: 1024,
             inject: None,
+            inject_mode: InjectMode::Peers,
             compression: Compression::None,
             cr: 0.1,
             delta: 0.3,
@@ -160,7 +163,7 @@ pub struct Resolved {
     pub partition: Partition,
     pub rates: RateSpec,
     pub drift: Drift,
-    pub inject: Option<(f64, f64)>,
+    pub inject: Option<Injection>,
 }
 
 impl RunConfig {
@@ -275,7 +278,10 @@ impl RunConfig {
         let drift: Drift = self.drift.parse().map_err(|e: String| Error::Config(format!("--drift: {e}")))?;
         let inject = match &self.inject {
             None => None,
-            Some(s) => Some(parse_inject(s)?),
+            Some(s) => {
+                let (alpha, beta) = parse_inject(s)?;
+                Some(Injection { mode: self.inject_mode, alpha, beta })
+            }
         };
         Ok(Resolved { partition, rates, drift, inject })
     }
@@ -340,6 +346,19 @@ mod tests {
         assert!(parse_inject("0.5,0.5").is_ok());
         assert!(parse_inject("0.5").is_err());
         assert!(parse_inject("0,0.5").is_err());
+    }
+
+    #[test]
+    fn inject_mode_defaults_to_peers_and_reaches_the_resolved_injection() {
+        use crate::dist::inject::{InjectMode, Injection};
+        let c = RunConfig { inject: Some("0.5,0.25".into()), ..RunConfig::default() };
+        assert_eq!(c.inject_mode, InjectMode::Peers);
+        assert_eq!(c.validate(4).unwrap().inject, Some(Injection { mode: InjectMode::Peers, alpha: 0.5, beta: 0.25 }));
+        let c: RunConfig = toml::from_str("inject = \"0.5,0.5\"\ninject_mode = \"senders\"").unwrap();
+        assert_eq!(c.validate(4).unwrap().inject.unwrap().mode, InjectMode::Senders);
+        let e = toml::from_str::<RunConfig>("inject_mode = \"everyone\"").unwrap_err().to_string();
+        assert!(e.contains("everyone") || e.contains("peers"), "{e}");
+        assert!(RunConfig::default().validate(4).unwrap().inject.is_none());
     }
 
     #[test]

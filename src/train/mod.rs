@@ -226,10 +226,10 @@ impl Run<'_> {
             dropped_total += take.dropped as u64;
             // 2. Inject: a real exchange of samples between ranks.
             let mut injected = crate::dist::inject::Received::default();
-            if let Some((alpha, beta)) = self.res.inject {
+            if let Some(inj) = &self.res.inject {
                 let pre = world.allgather_u64(take.samples.len() as u64);
                 let pre: Vec<usize> = pre.into_iter().map(|v| v as usize).collect();
-                injected = crate::dist::inject::exchange(world, train_set, &take.samples, &pre, alpha, beta, cfg.seed, step);
+                injected = crate::dist::inject::exchange(world, train_set, &take.samples, &pre, inj, cfg.seed, step);
             }
             // 4. Compute: forward, loss (mean over the local batch), backward into the flat buffer.
             let t0 = Instant::now();
