@@ -1,7 +1,12 @@
-//! Data injection under mpirun (1 to 4 ranks): the exchange moves exactly the planned samples.
-//! What a rank receives is byte-equal (labels and pixels, in order) to the training samples the
-//! plan and its picks name in the senders' batches, and bytes and messages sent and received match
-//! the plan and add up across ranks; in both modes, with a rank of b = 0 and one whose β·b < 1.
+//! Data injection under mpirun (1 to 4 ranks):
+//! - the exchange moves exactly the planned samples: what a rank receives is byte-equal (labels and
+//!   pixels, in order) to the training samples the plan and its picks name in the senders' batches,
+//!   and bytes and messages sent and received match the plan and add up across ranks; in both
+//!   modes, with a rank of b = 0 and one whose β·b < 1;
+//! - a short `scadles train --inject 0.5,0.5` writes the injected bytes per step and per rank that
+//!   the plan's formula gives: with every rank's stream batch pinned at b (b_min = b_max = b), each
+//!   rank receives min(⌈α·N⌉, N−1)·⌊β·b⌋ samples per step in `peers` mode, and ⌈α·N⌉·⌊β·b⌋ samples
+//!   move in all in `senders` mode.
 //!
 //! The test executable is the MPI program: the parent runs `mpirun -np N <this test binary>
 //! <child test>` with SCADLES_MPI_CHILD set; the child exits non-zero on a mismatch.
@@ -198,4 +203,155 @@ fn injection_moves_exactly_the_planned_samples() {
     launch(2, "child_injection_exchange", "23,9");
     launch(3, "child_injection_exchange", "17,0,40");
     launch(4, "child_injection_exchange", "8,33,1,64");
+}
+
+fn read_json(p: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+/// steps.csv as (header, rows).
+fn steps_table(dir: &std::path::Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let s = std::fs::read_to_string(dir.join("steps.csv")).unwrap();
+    let mut lines = s.lines();
+    let head: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    (
+        head,
+        lines
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect(),
+    )
+}
+
+/// A short ScaDLES run with every rank's stream batch pinned at `b`; returns the run directory.
+fn train_pinned(np: usize, b: usize, steps: u64, extra: &[&str]) -> std::path::PathBuf {
+    let out = tmpdir(&format!("inject{np}"));
+    let rates = vec!["80"; np].join(",");
+    let (b, steps) = (b.to_string(), steps.to_string());
+    let mut c = mpirun(np);
+    c.arg(bin()).arg("train").args([
+        "--model",
+        "tinycnn",
+        "--rates",
+        &rates,
+        "--b-min",
+        &b,
+        "--b-max",
+        &b,
+        "--steps",
+        &steps,
+        "--eval-every",
+        &steps,
+        "--eval-samples",
+        "50",
+        "--synthetic-train",
+        "2000",
+        "--synthetic-test",
+        "100",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--inject",
+        "0.5,0.5",
+    ]);
+    c.args(extra);
+    let o = run_with_limit(c, Duration::from_secs(600));
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "stdout:\n{so}\nstderr:\n{se}");
+    out
+}
+
+fn col(head: &[String], name: &str) -> usize {
+    head.iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("steps.csv has no column {name}"))
+}
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+#[test]
+fn train_reports_the_planned_injected_bytes_per_rank() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    let (b, steps, wire) = (32u64, 5u64, SAMPLE_WIRE_BYTES as u64);
+    for np in [2usize, 3, 4] {
+        let out = train_pinned(np, b as usize, steps, &[]);
+        let n = np as u64;
+        // peers: each rank receives ⌊0.5·32⌋ = 16 samples from each of min(⌈0.5·N⌉, N−1) peers.
+        let k = (np as u64).div_ceil(2).min(n - 1);
+        let per_rank = k * (b / 2);
+        let (h, rows) = steps_table(&out);
+        assert_eq!(rows.len() as u64, steps);
+        for r in &rows {
+            let at = |name: &str| r[col(&h, name)].parse::<f64>().unwrap();
+            assert_eq!(
+                at("injected_samples"),
+                (n * per_rank) as f64,
+                "N={np}: {r:?}"
+            );
+            assert_eq!(
+                at("injected_bytes"),
+                (n * per_rank * wire) as f64,
+                "N={np}: {r:?}"
+            );
+            assert_eq!(at("injected_bytes_recv_max"), (per_rank * wire) as f64);
+            assert_eq!(at("injected_bytes_recv_mean"), (per_rank * wire) as f64);
+            assert!(
+                at("injected_bytes_sent_max") >= (per_rank * wire) as f64,
+                "someone sends at least the mean"
+            );
+            // The received samples join the batch: every rank trains on b + received.
+            assert_eq!(at("b_min"), (b + per_rank) as f64);
+            assert_eq!(at("b_max"), (b + per_rank) as f64);
+            assert_eq!(at("global_batch"), (n * (b + per_rank)) as f64);
+        }
+        let s = read_json(&out.join("summary.json"));
+        let recv: Vec<u64> = s["injected_bytes_per_rank"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(u)
+            .collect();
+        let sent: Vec<u64> = s["injected_bytes_sent_per_rank"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(u)
+            .collect();
+        assert_eq!(recv, vec![steps * per_rank * wire; np], "N={np}");
+        assert_eq!(sent.len(), np);
+        assert_eq!(
+            sent.iter().sum::<u64>(),
+            recv.iter().sum::<u64>(),
+            "bytes sent and received add up"
+        );
+        assert_eq!(u(&s["injected_bytes_total"]), steps * n * per_rank * wire);
+        assert_eq!(u(&s["injected_samples_total"]), steps * n * per_rank);
+        let cfg = read_json(&out.join("config.json"));
+        assert_eq!(cfg["inject_mode"], "peers");
+    }
+    // senders: ⌈0.5·4⌉ = 2 senders of 16 samples each per step, N/⌈α·N⌉·… less than peers.
+    let out = train_pinned(4, b as usize, steps, &["--inject-mode", "senders"]);
+    let (h, rows) = steps_table(&out);
+    for r in &rows {
+        assert_eq!(r[col(&h, "injected_samples")], "32", "{r:?}");
+        assert_eq!(r[col(&h, "injected_bytes")], (32 * wire).to_string());
+        assert_eq!(
+            r[col(&h, "injected_bytes_sent_max")],
+            (16 * wire).to_string(),
+            "a sender sends once"
+        );
+    }
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(u(&s["injected_bytes_total"]), steps * 32 * wire);
+    assert_eq!(
+        read_json(&out.join("config.json"))["inject_mode"],
+        "senders"
+    );
 }

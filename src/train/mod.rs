@@ -3,6 +3,7 @@
 //! the forward, backward and SGD update on the CPU or a GPU ([`engine`]).
 use crate::config::{Policy, Resolved, RunConfig};
 use crate::data::{self, Dataset, Normalization, Splits};
+use crate::dist::inject::Traffic;
 use crate::dist::World;
 use crate::error::{Error, Result};
 use crate::metrics::{self, EvalRecord, StepRecord};
@@ -56,7 +57,14 @@ pub struct Summary {
     pub max_buffer_samples: u64,
     pub max_buffer_bytes: u64,
     pub dropped_samples_total: u64,
+    /// Injected bytes received by all ranks (= sent by all ranks), over the run.
     pub injected_bytes_total: u64,
+    /// Injected bytes each rank received over the run (index = rank).
+    pub injected_bytes_per_rank: Vec<u64>,
+    /// Injected bytes each rank sent over the run (index = rank).
+    pub injected_bytes_sent_per_rank: Vec<u64>,
+    /// Injected samples received by all ranks over the run.
+    pub injected_samples_total: u64,
     pub compression: String,
     /// FP32 gradient values communicated by all ranks (Table V's count; indices excluded).
     pub floats_sent_total: u64,
@@ -207,7 +215,9 @@ impl Run<'_> {
         let mut clock = 0.0f64;
         let wall = Instant::now();
         let mut consumed: u64 = 0;
-        let (mut max_buf, mut injected_total, mut dropped_total) = (0u64, 0u64, 0u64);
+        let (mut max_buf, mut dropped_total) = (0u64, 0u64);
+        let (mut inj_recv_rank, mut inj_sent_rank) = (vec![0u64; ranks], vec![0u64; ranks]);
+        let mut inj_samples_total = 0u64;
         let mut time_to_target = None;
         let mut step_at_target = None;
         let mut last_eval = EvalRecord::default();
@@ -260,13 +270,27 @@ impl Run<'_> {
                 engine.apply(&mut model, lr_step as f32)?;
             }
             // 8. Record: per-rank figures gathered once.
-            let inj_bytes = injected.bytes_sent;
-            let stats = world.allgather_f64s(&[take.wait_s, compute_s, comm_measured, take.queued as f64, b_local as f64, inj_bytes as f64]);
-            let col = |j: usize| stats.chunks(6).map(move |r| r[j]);
+            let inj = &injected;
+            let stats = world.allgather_f64s(&[
+                take.wait_s, compute_s, comm_measured, take.queued as f64, b_local as f64,
+                inj.bytes_sent as f64, inj.bytes_received as f64, inj.messages_sent as f64,
+                inj.messages_received as f64, inj.labels.len() as f64,
+            ]);
+            let col = |j: usize| stats.chunks(10).map(move |r| r[j]);
+            let inj_traffic: Vec<Traffic> = stats
+                .chunks(10)
+                .map(|r| Traffic {
+                    bytes_sent: r[5] as u64,
+                    bytes_received: r[6] as u64,
+                    messages_sent: r[7] as u64,
+                    messages_received: r[8] as u64,
+                    samples_received: r[9] as u64,
+                })
+                .collect();
             let waits: Vec<f64> = col(0).collect();
             let computes: Vec<f64> = col(1).collect();
             let comm = match link {
-                Some(l) => agg.modelled_comm_s(&l, &sent, ranks) + inject_comm_s(&l, col(5)),
+                Some(l) => agg.modelled_comm_s(&l, &sent, ranks) + inject_comm_s(&l, inj_traffic.iter().map(|t| t.bytes_sent as f64)),
                 None => col(2).fold(0.0, f64::max),
             };
             let step_time = crate::stream::virtual_step_time(&waits, &computes, comm);
@@ -275,9 +299,15 @@ impl Run<'_> {
                 ClockKind::Real => wall.elapsed().as_secs_f64(),
             };
             let buf_max = col(3).fold(0.0, f64::max) as u64;
-            let inj_step: u64 = col(5).sum::<f64>() as u64;
+            let inj_step: u64 = inj_traffic.iter().map(|t| t.bytes_received).sum();
+            let inj_recv_max = inj_traffic.iter().map(|t| t.bytes_received).max().unwrap_or(0);
+            let inj_sent_max = inj_traffic.iter().map(|t| t.bytes_sent).max().unwrap_or(0);
+            for (r, t) in inj_traffic.iter().enumerate() {
+                inj_recv_rank[r] += t.bytes_received;
+                inj_sent_rank[r] += t.bytes_sent;
+                inj_samples_total += t.samples_received;
+            }
             max_buf = max_buf.max(buf_max);
-            injected_total += inj_step;
             consumed += global_b;
             let bs: Vec<f64> = col(4).collect();
             out.steps.push(StepRecord {
@@ -298,6 +328,10 @@ impl Run<'_> {
                 buffer_sum: col(3).sum::<f64>() as u64,
                 buffer_max_bytes: buf_max * bytes_per_sample,
                 injected_bytes: inj_step,
+                injected_bytes_recv_max: inj_recv_max,
+                injected_bytes_recv_mean: inj_step as f64 / ranks as f64,
+                injected_bytes_sent_max: inj_sent_max,
+                injected_samples: inj_traffic.iter().map(|t| t.samples_received).sum(),
                 compressed: sent.compressed,
                 values_sent: sent.values_total,
                 indices_sent: sent.indices_total,
@@ -350,7 +384,10 @@ impl Run<'_> {
             max_buffer_samples: max_buf,
             max_buffer_bytes: max_buf * bytes_per_sample,
             dropped_samples_total: dropped_all,
-            injected_bytes_total: injected_total,
+            injected_bytes_total: inj_recv_rank.iter().sum(),
+            injected_bytes_per_rank: inj_recv_rank,
+            injected_bytes_sent_per_rank: inj_sent_rank,
+            injected_samples_total: inj_samples_total,
             compression: format!("{:?}", cfg.compression).to_lowercase(),
             floats_sent_total: acc.0,
             indices_sent_total: acc.1,
