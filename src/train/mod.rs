@@ -290,7 +290,7 @@ impl Run<'_> {
             let waits: Vec<f64> = col(0).collect();
             let computes: Vec<f64> = col(1).collect();
             let comm = match link {
-                Some(l) => agg.modelled_comm_s(&l, &sent, ranks) + inject_comm_s(&l, inj_traffic.iter().map(|t| t.bytes_sent as f64)),
+                Some(l) => agg.modelled_comm_s(&l, &sent, ranks) + inject_comm_s(&l, &inj_traffic),
                 None => col(2).fold(0.0, f64::max),
             };
             let step_time = crate::stream::virtual_step_time(&waits, &computes, comm);
@@ -416,10 +416,21 @@ fn histogram_line(h: &[usize]) -> String {
     format!("{present} of {} classes present, {lo}..{hi} samples per class", h.len())
 }
 
-/// Injection traffic on the link model: senders transmit in parallel, the largest message dominates.
-fn inject_comm_s(l: &LinkModel, per_rank_bytes: impl Iterator<Item = f64>) -> f64 {
-    let max = per_rank_bytes.fold(0.0, f64::max);
-    if max > 0.0 { l.p2p_s(max) } else { 0.0 }
+/// Injection traffic on the link model. All transfers of the step run at once and each rank sends
+/// and receives in parallel (full duplex), so rank r is busy for latency × m_r, m_r the larger of
+/// its messages sent and received, plus the larger of its bytes sent and received over the
+/// bandwidth; the step waits for the busiest rank:
+/// max_r (latency·m_r + max(sent_r, received_r)/bandwidth). No injected bytes anywhere: 0 s.
+fn inject_comm_s(l: &LinkModel, per_rank: &[Traffic]) -> f64 {
+    per_rank
+        .iter()
+        .filter(|t| t.bytes_sent + t.bytes_received > 0)
+        .map(|t| {
+            let messages = t.messages_sent.max(t.messages_received) as f64;
+            let bytes = t.bytes_sent.max(t.bytes_received) as f64;
+            l.latency_s * messages + bytes / l.bytes_per_s()
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Forward and backward of the local batch (stream samples plus injected ones) on the CPU model:
@@ -475,7 +486,27 @@ pub(crate) fn host_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::histogram_line;
+    use super::{histogram_line, inject_comm_s, LinkModel, Traffic};
+
+    #[test]
+    fn inject_comm_is_the_busiest_ranks_messages_and_larger_direction() {
+        let l = LinkModel::new(8.0, 0.5e-3).unwrap(); // 1e9 bytes/s, 0.5 ms per message
+        let t = |s: u64, r: u64, ms: u64, mr: u64| Traffic {
+            bytes_sent: s,
+            bytes_received: r,
+            messages_sent: ms,
+            messages_received: mr,
+            samples_received: 0,
+        };
+        assert_eq!(inject_comm_s(&l, &[t(0, 0, 0, 0), t(0, 0, 0, 0)]), 0.0);
+        // Rank 0 sends 2e6 B in 1 message and receives 1e6 B in 3: 3·0.5 ms + 2 ms. Rank 1 sends
+        // 1e6 B in 3 messages and receives 4e6 B in 1: 3·0.5 ms + 4 ms, the busiest.
+        let got = inject_comm_s(&l, &[t(2_000_000, 1_000_000, 1, 3), t(1_000_000, 4_000_000, 3, 1)]);
+        assert!((got - (1.5e-3 + 4e-3)).abs() < 1e-12, "{got}");
+        // Sending and receiving overlap: equal bytes both ways cost one direction.
+        let got = inject_comm_s(&l, &[t(3_000_000, 3_000_000, 2, 2)]);
+        assert!((got - (1e-3 + 3e-3)).abs() < 1e-12, "{got}");
+    }
 
     #[test]
     fn histogram_line_lists_few_classes_and_summarises_many() {
