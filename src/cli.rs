@@ -4,6 +4,7 @@ use crate::backend::cuda::DeviceChoice;
 use crate::compress::{Compression, Criterion, TopkScope};
 use crate::config::{BnEval, Policy, RunConfig, SparseMode};
 use crate::data::DatasetKind;
+use crate::dist::inject::InjectMode;
 use crate::error::Result;
 use crate::models::Shape;
 use crate::stream::{Arrival, BufferPolicy, ClockKind};
@@ -158,9 +159,14 @@ pub struct TrainArgs {
     /// Largest ScaDLES batch  [default: 1024]
     #[arg(long, allow_negative_numbers = true)]
     pub b_max: Option<usize>,
-    /// Data injection ALPHA,BETA: ⌈α·N⌉ ranks each send ⌊β·b_i⌋ samples per step
+    /// Data injection ALPHA,BETA: each rank receives ⌊β·b_peer⌋ samples from each of ⌈α·N⌉ random
+    /// peers per step (--inject-mode peers)  [default: off]
     #[arg(long, allow_negative_numbers = true)]
     pub inject: Option<String>,
+    /// Who sends injected samples: peers (every rank receives from ⌈α·N⌉ peers) or senders (⌈α·N⌉
+    /// ranks each send ⌊β·b_i⌋ samples to one random peer)  [default: peers]
+    #[arg(long, value_enum)]
+    pub inject_mode: Option<InjectMode>,
     /// none | topk (static) | adaptive  [default: none]
     #[arg(long, value_enum)]
     pub compression: Option<Compression>,
@@ -217,8 +223,8 @@ impl TrainArgs {
         apply!(c, a;
             model, shape, num_classes, dataset, synthetic_train, synthetic_test, augment, partition, batch, lr,
             momentum, weight_decay, milestones, gamma, steps, eval_every, seed, device, conv_algo, policy, rates, arrival,
-            drift, clock, compute_scale, link_latency_ms, compute_model, buffer, window, b_min, b_max, compression, cr, delta,
-            ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode, bn_eval;
+            drift, clock, compute_scale, link_latency_ms, compute_model, buffer, window, b_min, b_max, inject_mode, compression, cr,
+            delta, ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode, bn_eval;
             data_dir, base_batch, eval_samples, eval_every_s, out, threads, target_top1, target_top5, link_gbps, link_params,
             buffer_cap, inject, ddl_buffer, ddl_compression, ddl_inject);
         Ok(c)

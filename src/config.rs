@@ -3,6 +3,7 @@
 use crate::backend::cuda::DeviceChoice;
 use crate::compress::{Compression, Criterion, TopkScope};
 use crate::data::{DatasetKind, Partition};
+use crate::dist::inject::{InjectMode, Injection};
 use crate::error::{Error, Result};
 use crate::models::Shape;
 use crate::stream::{Arrival, BufferPolicy, ClockKind, ComputeModel, Drift, RateSpec};
@@ -111,6 +112,7 @@ pub struct RunConfig {
     pub b_min: usize,
     pub b_max: usize,
     pub inject: Option<String>,
+    pub inject_mode: InjectMode,
     // compression
     pub compression: Compression,
     pub cr: f64,
@@ -174,6 +176,7 @@ impl Default for RunConfig {
             b_min: 8,
             b_max: 1024,
             inject: None,
+            inject_mode: InjectMode::Peers,
             compression: Compression::None,
             cr: 0.1,
             delta: 0.3,
@@ -196,7 +199,7 @@ pub struct Resolved {
     pub partition: Partition,
     pub rates: RateSpec,
     pub drift: Drift,
-    pub inject: Option<(f64, f64)>,
+    pub inject: Option<Injection>,
     pub compute_model: ComputeModel,
 }
 
@@ -332,7 +335,10 @@ impl RunConfig {
             .map_err(|e: String| Error::Config(format!("--drift: {e}")))?;
         let inject = match &self.inject {
             None => None,
-            Some(s) => Some(parse_inject(s)?),
+            Some(s) => {
+                let (alpha, beta) = parse_inject(s)?;
+                Some(Injection { mode: self.inject_mode, alpha, beta })
+            }
         };
         if let Some(s) = &self.ddl_inject {
             if s != "none" {
@@ -549,6 +555,19 @@ mod tests {
         }
         .ddl_baseline();
         assert!(n.inject.is_none());
+    }
+
+    #[test]
+    fn inject_mode_defaults_to_peers_and_reaches_the_resolved_injection() {
+        use crate::dist::inject::{InjectMode, Injection};
+        let c = RunConfig { inject: Some("0.5,0.25".into()), ..RunConfig::default() };
+        assert_eq!(c.inject_mode, InjectMode::Peers);
+        assert_eq!(c.validate(4).unwrap().inject, Some(Injection { mode: InjectMode::Peers, alpha: 0.5, beta: 0.25 }));
+        let c: RunConfig = toml::from_str("inject = \"0.5,0.5\"\ninject_mode = \"senders\"").unwrap();
+        assert_eq!(c.validate(4).unwrap().inject.unwrap().mode, InjectMode::Senders);
+        let e = toml::from_str::<RunConfig>("inject_mode = \"everyone\"").unwrap_err().to_string();
+        assert!(e.contains("everyone") || e.contains("peers"), "{e}");
+        assert!(RunConfig::default().validate(4).unwrap().inject.is_none());
     }
 
     #[test]

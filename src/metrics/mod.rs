@@ -32,7 +32,16 @@ pub struct StepRecord {
     pub buffer_sum: u64,
     /// Largest rank's buffer in bytes (samples × bytes per sample).
     pub buffer_max_bytes: u64,
+    /// Injected bytes received by all ranks this step (= bytes sent by all ranks).
     pub injected_bytes: u64,
+    /// Most injected bytes one rank received this step.
+    pub injected_bytes_recv_max: u64,
+    /// Injected bytes received per rank this step, mean over ranks.
+    pub injected_bytes_recv_mean: f64,
+    /// Most injected bytes one rank sent this step.
+    pub injected_bytes_sent_max: u64,
+    /// Injected samples received by all ranks this step.
+    pub injected_samples: u64,
     pub compressed: bool,
     pub values_sent: u64,
     pub indices_sent: u64,
@@ -61,7 +70,7 @@ pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     write_atomic(path, s.as_bytes())
 }
 
-pub const STEPS_HEADER: &str = "step,epoch,loss,lr,lr_step,global_batch,b_min,b_max,compute_s,comm_s,clock_s,wait_max_s,wait_mean_s,buffer_max,buffer_sum,buffer_max_bytes,injected_bytes,compressed,values_sent,indices_sent";
+pub const STEPS_HEADER: &str = "step,epoch,loss,lr,lr_step,global_batch,b_min,b_max,compute_s,comm_s,clock_s,wait_max_s,wait_mean_s,buffer_max,buffer_sum,buffer_max_bytes,injected_bytes,injected_bytes_recv_max,injected_bytes_recv_mean,injected_bytes_sent_max,injected_samples,compressed,values_sent,indices_sent";
 
 pub fn steps_csv(rows: &[StepRecord]) -> String {
     let mut s = String::with_capacity(64 + rows.len() * 120);
@@ -70,9 +79,10 @@ pub fn steps_csv(rows: &[StepRecord]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{:.6},{:.6e},{:.6e},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{},{},{}",
+            "{},{},{:.6},{:.6e},{:.6e},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{},{:.1},{},{},{},{},{}",
             r.step, r.epoch, r.loss, r.lr, r.lr_step, r.global_batch, r.b_min, r.b_max, r.compute_s, r.comm_s,
             r.clock_s, r.wait_max_s, r.wait_mean_s, r.buffer_max, r.buffer_sum, r.buffer_max_bytes, r.injected_bytes,
+            r.injected_bytes_recv_max, r.injected_bytes_recv_mean, r.injected_bytes_sent_max, r.injected_samples,
             r.compressed as u8, r.values_sent, r.indices_sent
         );
     }
@@ -145,6 +155,32 @@ mod tests {
         assert!((back[1].top5 - 0.875).abs() < 1e-12);
         assert!(!dir.join("eval.csv.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn steps_csv_header_names_every_column_of_a_row() {
+        let r = StepRecord {
+            step: 3,
+            injected_bytes: 6148,
+            injected_bytes_recv_max: 3074,
+            injected_bytes_recv_mean: 1537.0,
+            injected_bytes_sent_max: 6148,
+            injected_samples: 2,
+            ..Default::default()
+        };
+        let csv = steps_csv(&[r]);
+        let mut lines = csv.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(head.len(), row.len(), "{csv}");
+        let at = |name: &str| row[head.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"))];
+        assert_eq!(at("step"), "3");
+        assert_eq!(at("injected_bytes"), "6148");
+        assert_eq!(at("injected_bytes_recv_max"), "3074");
+        assert_eq!(at("injected_bytes_recv_mean"), "1537.0");
+        assert_eq!(at("injected_bytes_sent_max"), "6148");
+        assert_eq!(at("injected_samples"), "2");
+        assert_eq!(at("indices_sent"), "0");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the forward, backward and SGD update on the CPU or a GPU ([`engine`]).
 use crate::config::{Policy, Resolved, RunConfig};
 use crate::data::{self, Dataset, Normalization, Splits};
+use crate::dist::inject::Traffic;
 use crate::dist::World;
 use crate::error::{Error, Result};
 use crate::metrics::{self, EvalRecord, StepRecord};
@@ -69,7 +70,14 @@ pub struct Summary {
     pub max_buffer_samples: u64,
     pub max_buffer_bytes: u64,
     pub dropped_samples_total: u64,
+    /// Injected bytes received by all ranks (= sent by all ranks), over the run.
     pub injected_bytes_total: u64,
+    /// Injected bytes each rank received over the run (index = rank).
+    pub injected_bytes_per_rank: Vec<u64>,
+    /// Injected bytes each rank sent over the run (index = rank).
+    pub injected_bytes_sent_per_rank: Vec<u64>,
+    /// Injected samples received by all ranks over the run.
+    pub injected_samples_total: u64,
     pub compression: String,
     /// FP32 gradient values communicated by all ranks (Table V's count; indices excluded).
     pub floats_sent_total: u64,
@@ -235,7 +243,9 @@ impl Run<'_> {
         let mut clock = 0.0f64;
         let wall = Instant::now();
         let mut consumed: u64 = 0;
-        let (mut max_buf, mut injected_total, mut dropped_total) = (0u64, 0u64, 0u64);
+        let (mut max_buf, mut dropped_total) = (0u64, 0u64);
+        let (mut inj_recv_rank, mut inj_sent_rank) = (vec![0u64; ranks], vec![0u64; ranks]);
+        let mut inj_samples_total = 0u64;
         let mut time_to_target = None;
         let mut step_at_target = None;
         let mut last_eval = EvalRecord::default();
@@ -260,10 +270,10 @@ impl Run<'_> {
             dropped_total += take.dropped as u64;
             // 2. Inject: a real exchange of samples between ranks.
             let mut injected = crate::dist::inject::Received::default();
-            if let Some((alpha, beta)) = self.res.inject {
+            if let Some(inj) = &self.res.inject {
                 let pre = world.allgather_u64(take.samples.len() as u64);
                 let pre: Vec<usize> = pre.into_iter().map(|v| v as usize).collect();
-                injected = crate::dist::inject::exchange(world, train_set, &take.samples, &pre, alpha, beta, cfg.seed, step);
+                injected = crate::dist::inject::exchange(world, train_set, &take.samples, &pre, inj, cfg.seed, step);
             }
             // 4. Compute: forward, loss (mean over the local batch), backward into the flat buffer.
             let t0 = Instant::now();
@@ -304,15 +314,27 @@ impl Run<'_> {
                 Policy::Ddl => lr_sched,
             };
             // 8. Record: per-rank figures gathered once.
-            let inj_bytes = injected.bytes_sent;
-            let stats = world.allgather_f64s(&[take.wait_s, compute_s, comm_measured, take.queued as f64, b_local as f64, inj_bytes as f64]);
-            let col = |j: usize| stats.chunks(6).map(move |r| r[j]);
+            let inj = &injected;
+            let stats = world.allgather_f64s(&[
+                take.wait_s, compute_s, comm_measured, take.queued as f64, b_local as f64,
+                inj.bytes_sent as f64, inj.bytes_received as f64, inj.messages_sent as f64,
+                inj.messages_received as f64, inj.labels.len() as f64,
+            ]);
+            let col = |j: usize| stats.chunks(10).map(move |r| r[j]);
+            let inj_traffic: Vec<Traffic> = stats
+                .chunks(10)
+                .map(|r| Traffic {
+                    bytes_sent: r[5] as u64,
+                    bytes_received: r[6] as u64,
+                    messages_sent: r[7] as u64,
+                    messages_received: r[8] as u64,
+                    samples_received: r[9] as u64,
+                })
+                .collect();
             let waits: Vec<f64> = col(0).collect();
             let computes: Vec<f64> = col(1).collect();
             let comm = match link {
-                Some(l) => {
-                    agg.modelled_comm_s(&l, &sent, ranks, link_scale) + inject_comm_s(&l, col(5))
-                }
+                Some(l) => agg.modelled_comm_s(&l, &sent, ranks, link_scale) + inject_comm_s(&l, &inj_traffic),
                 None => col(2).fold(0.0, f64::max),
             };
             let step_time = crate::stream::virtual_step_time(&waits, &computes, comm);
@@ -359,9 +381,15 @@ impl Run<'_> {
                 engine.apply(&mut model, lr_step as f32)?;
             }
             let buf_max = col(3).fold(0.0, f64::max) as u64;
-            let inj_step: u64 = col(5).sum::<f64>() as u64;
+            let inj_step: u64 = inj_traffic.iter().map(|t| t.bytes_received).sum();
+            let inj_recv_max = inj_traffic.iter().map(|t| t.bytes_received).max().unwrap_or(0);
+            let inj_sent_max = inj_traffic.iter().map(|t| t.bytes_sent).max().unwrap_or(0);
+            for (r, t) in inj_traffic.iter().enumerate() {
+                inj_recv_rank[r] += t.bytes_received;
+                inj_sent_rank[r] += t.bytes_sent;
+                inj_samples_total += t.samples_received;
+            }
             max_buf = max_buf.max(buf_max);
-            injected_total += inj_step;
             consumed += global_b;
             let bs: Vec<f64> = col(4).collect();
             out.steps.push(StepRecord {
@@ -382,6 +410,10 @@ impl Run<'_> {
                 buffer_sum: col(3).sum::<f64>() as u64,
                 buffer_max_bytes: buf_max * bytes_per_sample,
                 injected_bytes: inj_step,
+                injected_bytes_recv_max: inj_recv_max,
+                injected_bytes_recv_mean: inj_step as f64 / ranks as f64,
+                injected_bytes_sent_max: inj_sent_max,
+                injected_samples: inj_traffic.iter().map(|t| t.samples_received).sum(),
                 compressed: sent.compressed,
                 values_sent: sent.values_total,
                 indices_sent: sent.indices_total,
@@ -470,7 +502,10 @@ impl Run<'_> {
             max_buffer_samples: max_buf,
             max_buffer_bytes: max_buf * bytes_per_sample,
             dropped_samples_total: dropped_all,
-            injected_bytes_total: injected_total,
+            injected_bytes_total: inj_recv_rank.iter().sum(),
+            injected_bytes_per_rank: inj_recv_rank,
+            injected_bytes_sent_per_rank: inj_sent_rank,
+            injected_samples_total: inj_samples_total,
             compression: format!("{:?}", cfg.compression).to_lowercase(),
             floats_sent_total: acc.0,
             indices_sent_total: acc.1,
@@ -506,10 +541,21 @@ fn histogram_line(h: &[usize]) -> String {
     format!("{present} of {} classes present, {lo}..{hi} samples per class", h.len())
 }
 
-/// Injection traffic on the link model: senders transmit in parallel, the largest message dominates.
-fn inject_comm_s(l: &LinkModel, per_rank_bytes: impl Iterator<Item = f64>) -> f64 {
-    let max = per_rank_bytes.fold(0.0, f64::max);
-    if max > 0.0 { l.p2p_s(max) } else { 0.0 }
+/// Injection traffic on the link model. All transfers of the step run at once and each rank sends
+/// and receives in parallel (full duplex), so rank r is busy for latency × m_r, m_r the larger of
+/// its messages sent and received, plus the larger of its bytes sent and received over the
+/// bandwidth; the step waits for the busiest rank:
+/// max_r (latency·m_r + max(sent_r, received_r)/bandwidth). No injected bytes anywhere: 0 s.
+fn inject_comm_s(l: &LinkModel, per_rank: &[Traffic]) -> f64 {
+    per_rank
+        .iter()
+        .filter(|t| t.bytes_sent + t.bytes_received > 0)
+        .map(|t| {
+            let messages = t.messages_sent.max(t.messages_received) as f64;
+            let bytes = t.bytes_sent.max(t.bytes_received) as f64;
+            l.latency_s * messages + bytes / l.bytes_per_s()
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Forward and backward of the local batch (stream samples plus injected ones) on the CPU model:
@@ -565,7 +611,27 @@ pub(crate) fn host_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::histogram_line;
+    use super::{histogram_line, inject_comm_s, LinkModel, Traffic};
+
+    #[test]
+    fn inject_comm_is_the_busiest_ranks_messages_and_larger_direction() {
+        let l = LinkModel::new(8.0, 0.5e-3).unwrap(); // 1e9 bytes/s, 0.5 ms per message
+        let t = |s: u64, r: u64, ms: u64, mr: u64| Traffic {
+            bytes_sent: s,
+            bytes_received: r,
+            messages_sent: ms,
+            messages_received: mr,
+            samples_received: 0,
+        };
+        assert_eq!(inject_comm_s(&l, &[t(0, 0, 0, 0), t(0, 0, 0, 0)]), 0.0);
+        // Rank 0 sends 2e6 B in 1 message and receives 1e6 B in 3: 3·0.5 ms + 2 ms. Rank 1 sends
+        // 1e6 B in 3 messages and receives 4e6 B in 1: 3·0.5 ms + 4 ms, the busiest.
+        let got = inject_comm_s(&l, &[t(2_000_000, 1_000_000, 1, 3), t(1_000_000, 4_000_000, 3, 1)]);
+        assert!((got - (1.5e-3 + 4e-3)).abs() < 1e-12, "{got}");
+        // Sending and receiving overlap: equal bytes both ways cost one direction.
+        let got = inject_comm_s(&l, &[t(3_000_000, 3_000_000, 2, 2)]);
+        assert!((got - (1e-3 + 3e-3)).abs() < 1e-12, "{got}");
+    }
 
     #[test]
     fn histogram_line_lists_few_classes_and_summarises_many() {
