@@ -34,7 +34,14 @@ pub trait GradSide {
     /// feedback off), per scope the `k_for(len, cr)` largest |a| APPENDED to `idx`/`val` as global
     /// ascending indices and signed values. The norms are filled when `stats` is set (the
     /// adaptive rule needs them); otherwise they may be left at zero.
-    fn select(&mut self, scopes: &[Range<usize>], cr: f64, stats: bool, idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<compress::CompressStats>;
+    fn select(
+        &mut self,
+        scopes: &[Range<usize>],
+        cr: f64,
+        stats: bool,
+        idx: &mut Vec<u32>,
+        val: &mut Vec<f32>,
+    ) -> Result<compress::CompressStats>;
     /// Phase 2, sparse: the entries at `sent` left; the residual keeps a without them.
     fn commit_sparse(&mut self, sent: &[u32]) -> Result<()>;
     /// Phase 2, dense: g ← a and the residual becomes zero.
@@ -67,7 +74,14 @@ impl GradSide for HostGrads<'_> {
         Ok(())
     }
 
-    fn select(&mut self, scopes: &[Range<usize>], cr: f64, _stats: bool, idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<compress::CompressStats> {
+    fn select(
+        &mut self,
+        scopes: &[Range<usize>],
+        cr: f64,
+        _stats: bool,
+        idx: &mut Vec<u32>,
+        val: &mut Vec<f32>,
+    ) -> Result<compress::CompressStats> {
         self.ef.select(self.g, scopes, cr, idx, val)
     }
 
@@ -90,7 +104,8 @@ impl GradSide for HostGrads<'_> {
 
     fn ar_topk(&mut self, world: &World, step: u64, idx: &[u32]) -> Result<Vec<u32>> {
         self.scratch.resize(self.g.len(), 0.0);
-        let j = sparse::ar_topk_allreduce(world, step, idx, self.ef.accumulated(self.g), self.scratch)?;
+        let j =
+            sparse::ar_topk_allreduce(world, step, idx, self.ef.accumulated(self.g), self.scratch)?;
         self.g.copy_from_slice(self.scratch);
         Ok(j)
     }
@@ -146,11 +161,31 @@ impl Aggregator {
 
     /// Scales `grads` by `weight` (r_i, Eq. 4a) and aggregates them across ranks in place (Eq. 4b),
     /// on the host ([`HostGrads`]); see [`Self::aggregate_on`].
-    pub fn aggregate(&mut self, world: &World, grads: &mut [f32], weight: f32, step: u64, epoch: u64) -> Result<Sent> {
+    pub fn aggregate(
+        &mut self,
+        world: &World,
+        grads: &mut [f32],
+        weight: f32,
+        step: u64,
+        epoch: u64,
+    ) -> Result<Sent> {
         let n = if self.compresses() { grads.len() } else { 0 };
-        let mut ef = self.ef.take().unwrap_or_else(|| ErrorFeedback::with_feedback(n, self.feedback));
+        let mut ef = self
+            .ef
+            .take()
+            .unwrap_or_else(|| ErrorFeedback::with_feedback(n, self.feedback));
         let mut scratch = std::mem::take(&mut self.scratch);
-        let r = self.aggregate_on(world, &mut HostGrads { g: grads, ef: &mut ef, scratch: &mut scratch }, weight, step, epoch);
+        let r = self.aggregate_on(
+            world,
+            &mut HostGrads {
+                g: grads,
+                ef: &mut ef,
+                scratch: &mut scratch,
+            },
+            weight,
+            step,
+            epoch,
+        );
         self.ef = Some(ef);
         self.scratch = scratch;
         r
@@ -160,7 +195,14 @@ impl Aggregator {
     /// place (Eq. 4b). Every rank calls this every step, also with a zero weight (it then
     /// contributes zeros, or nothing on a sparse step). Dense steps allreduce; compressed steps
     /// exchange exact pairs.
-    pub fn aggregate_on<S: GradSide>(&mut self, world: &World, side: &mut S, weight: f32, step: u64, epoch: u64) -> Result<Sent> {
+    pub fn aggregate_on<S: GradSide>(
+        &mut self,
+        world: &World,
+        side: &mut S,
+        weight: f32,
+        step: u64,
+        epoch: u64,
+    ) -> Result<Sent> {
         side.scale(weight)?;
         let ranks = world.size() as u64;
         let n = side.num_elements() as u64;
@@ -177,7 +219,9 @@ impl Aggregator {
             Compression::Adaptive => {
                 // The rule needs this step's top-k: select first, vote, then commit either way.
                 let stats = self.select(side, true)?;
-                let local = self.policy.observe(stats.criterion(self.policy.criterion()), epoch);
+                let local = self
+                    .policy
+                    .observe(stats.criterion(self.policy.criterion()), epoch);
                 let go = compress::majority(world, local) && step > self.warmup;
                 if !go {
                     side.commit_dense()?;
@@ -191,19 +235,37 @@ impl Aggregator {
                     let counts = side.allgather_add(world, &self.idx, &self.val)?;
                     side.commit_sparse(&self.idx)?;
                     let total: u64 = counts.iter().sum();
-                    Sent { compressed: true, values_total: total, indices_total: total, counts, dense_len: n }
+                    Sent {
+                        compressed: true,
+                        values_total: total,
+                        indices_total: total,
+                        counts,
+                        dense_len: n,
+                    }
                 }
                 SparseMode::ArTopk => {
                     let j = side.ar_topk(world, step, &self.idx)?;
                     side.commit_sparse(&j)?;
                     let k = j.len() as u64;
                     // Every rank allreduces k values; only the root's k indices travel (a broadcast).
-                    Sent { compressed: true, values_total: k * ranks, indices_total: k, counts: vec![k; ranks as usize], dense_len: n }
+                    Sent {
+                        compressed: true,
+                        values_total: k * ranks,
+                        indices_total: k,
+                        counts: vec![k; ranks as usize],
+                        dense_len: n,
+                    }
                 }
             }
         } else {
             side.allreduce(world)?;
-            Sent { compressed: false, values_total: n * ranks, indices_total: 0, counts: Vec::new(), dense_len: n }
+            Sent {
+                compressed: false,
+                values_total: n * ranks,
+                indices_total: 0,
+                counts: Vec::new(),
+                dense_len: n,
+            }
         };
         let comm = if sent.compressed {
             StepComm::sparse(sent.values_total as usize, sent.indices_total as usize)
@@ -215,7 +277,11 @@ impl Aggregator {
     }
 
     /// Top-k (with error feedback when on) of the scaled gradient into `idx`/`val`, per scope.
-    fn select<S: GradSide>(&mut self, side: &mut S, stats: bool) -> Result<compress::CompressStats> {
+    fn select<S: GradSide>(
+        &mut self,
+        side: &mut S,
+        stats: bool,
+    ) -> Result<compress::CompressStats> {
         self.idx.clear();
         self.val.clear();
         side.select(&self.scopes, self.cr, stats, &mut self.idx, &mut self.val)
@@ -234,7 +300,11 @@ impl Aggregator {
 
     /// (floats sent, indices sent, CNC ratio) so far.
     pub fn account(&self) -> (u64, u64, f64) {
-        (self.account.floats_sent_total(), self.account.indices_sent_total(), self.account.cnc_ratio())
+        (
+            self.account.floats_sent_total(),
+            self.account.indices_sent_total(),
+            self.account.cnc_ratio(),
+        )
     }
 }
 
@@ -243,5 +313,6 @@ fn scale(g: &mut [f32], w: f32) {
     if w == 1.0 {
         return;
     }
-    g.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|v| *v *= w));
+    g.par_chunks_mut(1 << 16)
+        .for_each(|c| c.iter_mut().for_each(|v| *v *= w));
 }
