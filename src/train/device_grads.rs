@@ -13,10 +13,13 @@
 //! gradient one rank after another, so the sums at shared indices are formed in rank order as on
 //! the host and every rank ends with the same bits. The arithmetic is the host's ([`crate::compress::ErrorFeedback`]): g·r_i rounded, then
 //! a = residual + g rounded once, so a GPU run selects what a CPU run given the same gradient would.
+//! Under `--criterion code` a dense step allreduces the raw g (the residual accumulation writes
+//! only the residual buffer) and zeroes the step's selection in the residual from the indices
+//! still on the device, as the host's `ErrorFeedback::commit_dense_raw` does.
 use super::grads::GradSide;
 use crate::backend::cuda::segtopk::SegmentPlan;
 use crate::backend::cuda::CudaBackend;
-use crate::compress::{k_for, CompressStats};
+use crate::compress::{k_for, CompressStats, Criterion};
 use crate::dist::{sparse, World};
 use crate::error::Result;
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PinnedHostSlice};
@@ -99,7 +102,7 @@ impl GradSide for DeviceGrads<'_> {
         &mut self,
         scopes: &[Range<usize>],
         cr: f64,
-        stats: bool,
+        stats: Option<Criterion>,
         idx: &mut Vec<u32>,
         val: &mut Vec<f32>,
     ) -> Result<CompressStats> {
@@ -142,11 +145,18 @@ impl GradSide for DeviceGrads<'_> {
             &mut di.slice_mut(..total_k),
             &mut dv.slice_mut(..total_k),
         )?;
-        let norms = if stats {
-            be.segmented_sumsq(plan, &a)?;
-            plan.segment_sums(&be.segmented_partials(plan)?)
-        } else {
-            Vec::new()
+        // ‖·‖² per scope of what the criterion measures: a for the paper form, the raw g (which
+        // the residual accumulation above left as it was) for the code form.
+        let norms = match stats {
+            Some(Criterion::Paper) => {
+                be.segmented_sumsq(plan, &a)?;
+                plan.segment_sums(&be.segmented_partials(plan)?)
+            }
+            Some(Criterion::Code) => {
+                be.segmented_sumsq(plan, &self.g.as_view())?;
+                plan.segment_sums(&be.segmented_partials(plan)?)
+            }
+            None => Vec::new(),
         };
         let h_idx = be.download(&di.slice(..total_k))?;
         let h_val = be.download(&dv.slice(..total_k))?;
@@ -157,17 +167,22 @@ impl GradSide for DeviceGrads<'_> {
             k: total_k,
             ..Default::default()
         };
-        if stats {
+        if let Some(criterion) = stats {
             for (s, &k) in ks.iter().enumerate() {
                 let o = plan.out_offset(s);
                 let topk_sq: f64 = h_val[o..o + k]
                     .iter()
                     .map(|&v| f64::from(v) * f64::from(v))
                     .sum();
-                st.norm_sq += norms[s];
                 st.topk_norm_sq += topk_sq;
-                st.scope_norm_sum += norms[s].sqrt();
                 st.topk_scope_norm_sum += topk_sq.sqrt();
+                match criterion {
+                    Criterion::Paper => {
+                        st.norm_sq += norms[s];
+                        st.scope_norm_sum += norms[s].sqrt();
+                    }
+                    Criterion::Code => st.raw_scope_norm_sum += norms[s].sqrt(),
+                }
             }
         }
         self.comp.pending = true;
@@ -194,6 +209,34 @@ impl GradSide for DeviceGrads<'_> {
                 .expect("a pending step with feedback has a residual");
             self.be.scatter_zero(&d.slice(..), &mut r.slice_mut(..n))?;
         }
+        self.comp.pending = false;
+        Ok(())
+    }
+
+    fn commit_dense_raw(&mut self, selected: &[u32]) -> Result<()> {
+        if !self.comp.pending {
+            crate::bail!(Cuda, "dense commit without a pending top-k select");
+        }
+        let total_k = self.comp.plan.as_ref().map_or(0, SegmentPlan::total_k);
+        if !self.feedback || selected.len() != total_k || total_k == 0 {
+            // Not this step's own selection (or nothing to zero): the general path.
+            return self.commit_sparse(selected);
+        }
+        // The selection is still on the device, where `select` left it: zero it in the residual
+        // without uploading it again. g stays the raw gradient.
+        let n = self.g.len();
+        let di = self
+            .comp
+            .idx
+            .as_ref()
+            .expect("a pending step has its selection");
+        let r = self
+            .comp
+            .residual
+            .as_mut()
+            .expect("a pending step with feedback has a residual");
+        self.be
+            .scatter_zero(&di.slice(..total_k), &mut r.slice_mut(..n))?;
         self.comp.pending = false;
         Ok(())
     }

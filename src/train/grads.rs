@@ -1,6 +1,13 @@
 //! Gradient aggregation for one step (ARCHITECTURE "One step", 5–6): scale by r_i (Eq. 4a), then
 //! either a dense allreduce SUM (Eq. 4b) or top-k with error feedback and an exact sparse exchange.
-use crate::compress::{self, AdaptivePolicy, CommAccount, Compression, ErrorFeedback, StepComm};
+//!
+//! The scaling comes first, so everything after it (the residual, the top-k, the norms of the
+//! adaptive criterion, the vote) works on r_i·g, as the reference code does. Both criteria are
+//! ratios of norms of r_i·g and of a residual in the same scaled units, so scaling a step's
+//! gradient and residual together leaves them unchanged (exactly, for a power-of-two r_i).
+use crate::compress::{
+    self, AdaptivePolicy, CommAccount, Compression, Criterion, ErrorFeedback, StepComm,
+};
 use crate::config::{RunConfig, SparseMode};
 use crate::dist::{sparse, World};
 use crate::error::Result;
@@ -19,6 +26,10 @@ pub struct Sent {
     pub counts: Vec<u64>,
     /// Elements of the dense buffer.
     pub dense_len: u64,
+    /// Adaptive steps only: this rank's criterion c for the step (before smoothing) and the
+    /// number of ranks that voted to compress.
+    pub criterion: Option<f64>,
+    pub votes: Option<u64>,
 }
 
 /// Where one step's gradient and error-feedback residual live, with the data operations of the
@@ -32,13 +43,15 @@ pub trait GradSide {
     fn scale(&mut self, w: f32) -> Result<()>;
     /// Phase 1 of a compressed step ([`ErrorFeedback::select`]): a = g + residual (a = g with
     /// feedback off), per scope the `k_for(len, cr)` largest |a| APPENDED to `idx`/`val` as global
-    /// ascending indices and signed values. The norms are filled when `stats` is set (the
-    /// adaptive rule needs them); otherwise they may be left at zero.
+    /// ascending indices and signed values. g itself is left as it is. The norms that
+    /// `stats`'s criterion needs are filled (the paper's: ‖a‖², ‖Topk(a)‖²; the code's:
+    /// Σ‖g_s‖ of the raw g, Σ‖Topk(a_s)‖); the others, and all of them for `None`, may be left
+    /// at zero.
     fn select(
         &mut self,
         scopes: &[Range<usize>],
         cr: f64,
-        stats: bool,
+        stats: Option<Criterion>,
         idx: &mut Vec<u32>,
         val: &mut Vec<f32>,
     ) -> Result<compress::CompressStats>;
@@ -46,6 +59,10 @@ pub trait GradSide {
     fn commit_sparse(&mut self, sent: &[u32]) -> Result<()>;
     /// Phase 2, dense: g ← a and the residual becomes zero.
     fn commit_dense(&mut self) -> Result<()>;
+    /// Phase 2, dense as the reference code does it ([`ErrorFeedback::commit_dense_raw`]): g stays
+    /// the raw (scaled) gradient and the residual keeps a without `selected`, this step's own
+    /// selection, as after a sparse step.
+    fn commit_dense_raw(&mut self, selected: &[u32]) -> Result<()>;
     /// g ← Σ_ranks g (Eq. 4b, dense).
     fn allreduce(&mut self, world: &World) -> Result<()>;
     /// g ← Σ_ranks of every rank's pairs, scattered into zeros in rank order (exact sparse
@@ -78,7 +95,7 @@ impl GradSide for HostGrads<'_> {
         &mut self,
         scopes: &[Range<usize>],
         cr: f64,
-        _stats: bool,
+        _stats: Option<Criterion>,
         idx: &mut Vec<u32>,
         val: &mut Vec<f32>,
     ) -> Result<compress::CompressStats> {
@@ -91,6 +108,10 @@ impl GradSide for HostGrads<'_> {
 
     fn commit_dense(&mut self) -> Result<()> {
         self.ef.commit_dense(self.g)
+    }
+
+    fn commit_dense_raw(&mut self, selected: &[u32]) -> Result<()> {
+        self.ef.commit_dense_raw(selected)
     }
 
     fn allreduce(&mut self, world: &World) -> Result<()> {
@@ -195,6 +216,13 @@ impl Aggregator {
     /// place (Eq. 4b). Every rank calls this every step, also with a zero weight (it then
     /// contributes zeros, or nothing on a sparse step). Dense steps allreduce; compressed steps
     /// exchange exact pairs.
+    ///
+    /// Adaptive steps select first (the rule needs this step's top-k), vote, then commit:
+    /// - [`Criterion::Paper`]: compress when a strict majority votes so and `step` is past the
+    ///   warm-up; a dense step sends a = g + residual and empties the residual.
+    /// - [`Criterion::Code`] (the reference code): compress when votes ≥ ⌊N/2⌋, from the first
+    ///   step on (no warm-up); a dense step sends the raw scaled g while the residual keeps
+    ///   a − Topk(a).
     pub fn aggregate_on<S: GradSide>(
         &mut self,
         world: &World,
@@ -206,11 +234,12 @@ impl Aggregator {
         side.scale(weight)?;
         let ranks = world.size() as u64;
         let n = side.num_elements() as u64;
+        let mut adaptive = None;
         let compressed = match self.mode {
             Compression::None => false,
             Compression::Topk => {
                 if step > self.warmup {
-                    self.select(side, false)?;
+                    self.select(side, None)?;
                     true
                 } else {
                     false
@@ -218,18 +247,24 @@ impl Aggregator {
             }
             Compression::Adaptive => {
                 // The rule needs this step's top-k: select first, vote, then commit either way.
-                let stats = self.select(side, true)?;
-                let local = self
-                    .policy
-                    .observe(stats.criterion(self.policy.criterion()), epoch);
-                let go = compress::majority(world, local) && step > self.warmup;
+                let criterion = self.policy.criterion();
+                let stats = self.select(side, Some(criterion))?;
+                let c = stats.criterion(criterion);
+                let local = self.policy.observe(c, epoch);
+                let votes = world.allreduce_sum_u64(&[u64::from(local)])[0];
+                let warm = !criterion.has_warmup() || step > self.warmup;
+                let go = criterion.decision(votes, ranks) && warm;
                 if !go {
-                    side.commit_dense()?;
+                    match criterion {
+                        Criterion::Paper => side.commit_dense()?,
+                        Criterion::Code => side.commit_dense_raw(&self.idx)?,
+                    }
                 }
+                adaptive = Some((c, votes));
                 go
             }
         };
-        let sent = if compressed {
+        let mut sent = if compressed {
             match self.sparse_mode {
                 SparseMode::Allgather => {
                     let counts = side.allgather_add(world, &self.idx, &self.val)?;
@@ -241,6 +276,7 @@ impl Aggregator {
                         indices_total: total,
                         counts,
                         dense_len: n,
+                        ..Sent::default()
                     }
                 }
                 SparseMode::ArTopk => {
@@ -254,6 +290,7 @@ impl Aggregator {
                         indices_total: k,
                         counts: vec![k; ranks as usize],
                         dense_len: n,
+                        ..Sent::default()
                     }
                 }
             }
@@ -265,8 +302,13 @@ impl Aggregator {
                 indices_total: 0,
                 counts: Vec::new(),
                 dense_len: n,
+                ..Sent::default()
             }
         };
+        if let Some((c, votes)) = adaptive {
+            sent.criterion = Some(c);
+            sent.votes = Some(votes);
+        }
         let comm = if sent.compressed {
             StepComm::sparse(sent.values_total as usize, sent.indices_total as usize)
         } else {
@@ -280,7 +322,7 @@ impl Aggregator {
     fn select<S: GradSide>(
         &mut self,
         side: &mut S,
-        stats: bool,
+        stats: Option<Criterion>,
     ) -> Result<compress::CompressStats> {
         self.idx.clear();
         self.val.clear();
