@@ -5,12 +5,16 @@
 //! `mpirun -np 2`: the same random gradients go through both on every rank and the aggregated
 //! gradients, the dense/sparse decisions and the pair counts must agree. Several steps in a row
 //! check the residuals too, since each step's selection depends on the residual the last one left.
+//! Adaptive steps must also agree on each rank's criterion and on the vote count, under both the
+//! paper's criterion and the reference code's (`--criterion code`: norms of the raw gradient,
+//! votes ≥ ⌊N/2⌋, no warm-up, dense steps that send the raw gradient); the epoch changes every
+//! three steps, so the code criterion's running mean is reset too.
 //! Without a GPU the test runs on the emulated GPU (`common::gpu`), its MPI ranks included.
 mod common;
 use common::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use scadles::backend::cuda::{probe, CudaBackend};
-use scadles::compress::{Compression, TopkScope};
+use scadles::compress::{Compression, Criterion, TopkScope};
 use scadles::config::{RunConfig, SparseMode};
 use scadles::dist::World;
 use scadles::models::{self, Shape};
@@ -81,7 +85,8 @@ fn check(
                 .for_each(|v| *v = s * (rng.gen::<f32>() - 0.5));
         }
         be.upload_into(&g, &mut g_dev.slice_mut(..)).unwrap();
-        let hs = host.aggregate(world, &mut g, weight, step, 0).unwrap();
+        let epoch = (step - 1) / 3;
+        let hs = host.aggregate(world, &mut g, weight, step, epoch).unwrap();
         let mut side = DeviceGrads {
             be,
             g: g_dev.slice_mut(..),
@@ -90,7 +95,9 @@ fn check(
             feedback: cfg.ef,
             cuda_aware,
         };
-        let ds = dev.aggregate_on(world, &mut side, weight, step, 0).unwrap();
+        let ds = dev
+            .aggregate_on(world, &mut side, weight, step, epoch)
+            .unwrap();
         let got = be.download(&g_dev).unwrap();
         if hs.compressed != ds.compressed
             || hs.counts != ds.counts
@@ -98,6 +105,17 @@ fn check(
         {
             fails.push(format!(
                 "{what} step {step}: host sent {hs:?}, device {ds:?}"
+            ));
+        }
+        // The criterion's norms are f64 sums in a different order on each side.
+        let same_c = match (hs.criterion, ds.criterion) {
+            (Some(h), Some(d)) => (h - d).abs() <= 1e-9 * h.abs().max(1e-300),
+            (h, d) => h.is_none() && d.is_none(),
+        };
+        if !same_c || hs.votes != ds.votes {
+            fails.push(format!(
+                "{what} step {step}: host criterion {:?} with {:?} votes, device {:?} with {:?}",
+                hs.criterion, hs.votes, ds.criterion, ds.votes
             ));
         }
         let scale = g.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
@@ -119,8 +137,10 @@ fn check(
         }
         if rank == 0 {
             println!(
-                "{what} step {step}: {} max diff {err:e} (max {scale:e})",
-                if hs.compressed { "sparse" } else { "dense" }
+                "{what} step {step}: {} max diff {err:e} (max {scale:e}), criterion {:?}, votes {:?}",
+                if hs.compressed { "sparse" } else { "dense" },
+                hs.criterion,
+                hs.votes
             );
         }
     }
@@ -190,6 +210,34 @@ fn child_cuda_aggregation() {
             },
         ),
         (
+            "adaptive code delta 0.3",
+            RunConfig {
+                compression: Compression::Adaptive,
+                criterion: Criterion::Code,
+                delta: 0.3,
+                ..base.clone()
+            },
+        ),
+        (
+            "adaptive code delta 0.6",
+            RunConfig {
+                compression: Compression::Adaptive,
+                criterion: Criterion::Code,
+                delta: 0.6,
+                ..base.clone()
+            },
+        ),
+        (
+            "adaptive code no-ef",
+            RunConfig {
+                compression: Compression::Adaptive,
+                criterion: Criterion::Code,
+                delta: 0.6,
+                ef: false,
+                ..base.clone()
+            },
+        ),
+        (
             "ar-topk ef",
             RunConfig {
                 compression: Compression::Topk,
@@ -226,10 +274,15 @@ fn child_cuda_aggregation() {
         ])
         .collect();
     let (mut sparse, mut dense) = (0, 0);
+    let (mut code_sparse, mut code_dense) = (0, 0);
     for (what, cfg) in &cases {
         let (s, d) = check(&world, &be, what, cfg, false, 6, &mut fails);
         sparse += s;
         dense += d;
+        if cfg.compression == Compression::Adaptive && cfg.criterion == Criterion::Code {
+            code_sparse += s;
+            code_dense += d;
+        }
     }
     // Dense and adaptive steps with the device buffer handed to MPI, where the library allows it,
     // and always on the emulated GPU, whose device memory is host memory that any MPI can read.
@@ -254,6 +307,11 @@ fn child_cuda_aggregation() {
     if sparse == 0 || dense == 0 {
         fails.push(format!(
             "coverage: {sparse} sparse and {dense} dense steps; both kinds must run"
+        ));
+    }
+    if code_sparse == 0 || code_dense == 0 {
+        fails.push(format!(
+            "coverage: {code_sparse} sparse and {code_dense} dense steps under the code criterion; both kinds must run"
         ));
     }
     common::finish_child(&world, &fails, OK_MARK);
