@@ -182,10 +182,10 @@ pub struct TrainArgs {
     /// Top-k per parameter tensor (layer) or over the whole buffer (global)  [default: layer]
     #[arg(long, value_enum)]
     pub topk_scope: Option<TopkScope>,
-    /// Dense steps before any compression  [default: 10]
+    /// Dense steps before any compression (topk, and adaptive with the paper criterion; the code criterion has no warm-up and ignores it)  [default: 10]
     #[arg(long, allow_negative_numbers = true)]
     pub warmup_steps: Option<u64>,
-    /// Adaptive criterion: paper (squared norms, EWMA) or code (sum of layer norms, epoch mean)  [default: paper]
+    /// Adaptive criterion: paper (squared norms of g+residual, EWMA, strict-majority vote, warm-up) or code (the reference code: raw-gradient layer norms summed, epoch mean, compress if votes >= floor(N/2), no warm-up, dense steps send the raw gradient)  [default: paper]
     #[arg(long, value_enum)]
     pub criterion: Option<Criterion>,
     /// EWMA factor of the paper criterion  [default: 0.9]

@@ -119,6 +119,8 @@ pub struct RunConfig {
     pub delta: f64,
     pub ef: bool,
     pub topk_scope: TopkScope,
+    /// Dense steps first, for topk and for adaptive with the paper criterion; the code criterion
+    /// (the reference code) has none and ignores it.
     pub warmup_steps: u64,
     pub criterion: Criterion,
     pub ewma: f64,

@@ -42,7 +42,8 @@ pub enum TopkScope {
     Global,
 }
 
-/// Which form of the compression test.
+/// Which form of the compression test. Both vote per rank and then decide for the whole cluster
+/// from the number of compress-votes, so that every rank takes the same path.
 #[derive(
     Clone,
     Copy,
@@ -56,12 +57,36 @@ pub enum TopkScope {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Criterion {
-    /// |‖g‖² − ‖Topk(g)‖²| / ‖g‖², smoothed by an EWMA (the paper).
+    /// The paper (§2 display 2): c = |‖a‖² − ‖Topk(a)‖²| / ‖a‖² with a = g + residual, smoothed by
+    /// an EWMA; the cluster compresses on a strict majority of votes (2·votes > N); the first
+    /// `--warmup-steps` steps are dense; a dense step sends a and empties the residual.
     #[default]
     Paper,
-    /// |Σ_l‖g_l‖ − Σ_l‖Topk(g_l)‖| / Σ_l‖g_l‖, arithmetic mean reset at each epoch start (the
-    /// reference code's `AverageMeter`).
+    /// The reference code (`launch/adaptive_compression.py`, §3.5 [C]), exactly:
+    /// c = |Σ_l‖g_l‖ − Σ_l‖Topk(a_l)‖| / Σ_l‖g_l‖ with g the RAW gradient (per-tensor L2 norms
+    /// summed, not squared) and a_l = g_l + residual_l, averaged arithmetically since the current
+    /// epoch began (`AverageMeter`, reset at each epoch start); the cluster compresses when
+    /// votes ≥ ⌊N/2⌋ (so one vote suffices for N = 2 or 3, and a single rank always compresses);
+    /// there is no warm-up (`--warmup-steps` is ignored); a dense step sends the raw g while the
+    /// residual still becomes a − Topk(a), as the reference's `compensate` runs every step.
     Code,
+}
+
+impl Criterion {
+    /// Whether `--warmup-steps` dense steps come first under this form (the reference code has no
+    /// warm-up).
+    pub fn has_warmup(self) -> bool {
+        self == Criterion::Paper
+    }
+
+    /// The cluster decision from `votes` compress-votes out of `ranks`: [`majority_decision`] for
+    /// the paper form, [`code_vote_decision`] for the code form.
+    pub fn decision(self, votes: u64, ranks: u64) -> bool {
+        match self {
+            Criterion::Paper => majority_decision(votes, ranks),
+            Criterion::Code => code_vote_decision(votes, ranks),
+        }
+    }
 }
 
 /// One rank's adaptive-compression state.
@@ -71,9 +96,10 @@ pub enum Criterion {
 /// - [`Criterion::Code`]: s_t = mean of the c observed since the current epoch began (reset
 ///   whenever `observe` sees a different epoch number).
 ///
-/// The local vote is `s_t ≤ δ`, except during the first `warmup_steps` observations, which vote
-/// dense (the smoother still learns from them). A non-finite `c` votes dense and leaves the
-/// smoother untouched, so one bad step cannot poison every later decision.
+/// The local vote is `s_t ≤ δ`, except, under the paper form only, during the first
+/// `warmup_steps` observations, which vote dense (the smoother still learns from them); the code
+/// form has no warm-up. A non-finite `c` votes dense and leaves the smoother untouched, so one bad
+/// step cannot poison every later decision.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AdaptivePolicy {
     criterion: Criterion,
@@ -88,7 +114,8 @@ pub struct AdaptivePolicy {
 }
 
 impl AdaptivePolicy {
-    /// `delta` (δ) must be finite and ≥ 0; `ewma` must lie in [0, 1).
+    /// `delta` (δ) must be finite and ≥ 0; `ewma` must lie in [0, 1). `warmup_steps` counts only
+    /// under [`Criterion::Paper`] (see [`Criterion::has_warmup`]).
     pub fn new(criterion: Criterion, delta: f64, ewma: f64, warmup_steps: u64) -> Result<Self> {
         if !(delta.is_finite() && delta >= 0.0) {
             return Err(Error::Config(format!(
@@ -104,7 +131,11 @@ impl AdaptivePolicy {
             criterion,
             delta,
             ewma,
-            warmup_steps,
+            warmup_steps: if criterion.has_warmup() {
+                warmup_steps
+            } else {
+                0
+            },
             observed: 0,
             smoothed: None,
             mean_sum: 0.0,
@@ -163,18 +194,31 @@ impl AdaptivePolicy {
     }
 }
 
-/// The cluster decision from `votes` compress-votes out of `ranks`: a strict majority,
-/// `2·votes > ranks`. (The reference code uses `votes ≥ floor(N/2)`, which compresses on a tie and,
-/// for a single rank, even when that rank voted dense; this crate does not.)
+/// The paper form's cluster decision from `votes` compress-votes out of `ranks`: a strict
+/// majority, `2·votes > ranks`.
 pub fn majority_decision(votes: u64, ranks: u64) -> bool {
     2 * votes > ranks
 }
 
-/// Majority vote through MPI (one SUM allreduce of the 1/0 votes): every rank gets the same
+/// The code form's cluster decision, the reference code's `votes >= floor(N/2)`: it compresses on
+/// a tie (N = 2: one vote of two), with a minority for odd N (N = 3: one vote of three; N = 5: two of
+/// five), and for a single rank whatever it voted (0 ≥ 0). This is why the paper form, the default,
+/// uses a strict majority instead.
+pub fn code_vote_decision(votes: u64, ranks: u64) -> bool {
+    votes >= ranks / 2
+}
+
+/// Strict-majority vote through MPI (one SUM allreduce of the 1/0 votes): every rank gets the same
 /// decision, [`majority_decision`]. Every rank must call it in the same step.
 pub fn majority(world: &World, local: bool) -> bool {
+    vote(world, Criterion::Paper, local)
+}
+
+/// The vote of `criterion` through MPI (one SUM allreduce of the 1/0 votes): every rank gets the
+/// same decision, [`Criterion::decision`]. Every rank must call it in the same step.
+pub fn vote(world: &World, criterion: Criterion, local: bool) -> bool {
     let votes = world.allreduce_sum_u64(&[u64::from(local)])[0];
-    majority_decision(votes, world.size() as u64)
+    criterion.decision(votes, world.size() as u64)
 }
 
 #[cfg(test)]
@@ -197,15 +241,26 @@ mod tests {
 
     #[test]
     fn huge_delta_always_compresses_after_warmup() {
-        for crit in [Criterion::Paper, Criterion::Code] {
-            let mut p = AdaptivePolicy::new(crit, 1e9, 0.5, 3).unwrap();
-            let votes: Vec<bool> = (0..10).map(|i| p.observe(0.5 + i as f64, i / 4)).collect();
-            assert_eq!(
-                votes,
-                [false, false, false, true, true, true, true, true, true, true],
-                "{crit:?}"
-            );
-        }
+        let mut p = AdaptivePolicy::new(Criterion::Paper, 1e9, 0.5, 3).unwrap();
+        let votes: Vec<bool> = (0..10).map(|i| p.observe(0.5 + i as f64, i / 4)).collect();
+        assert_eq!(
+            votes,
+            [false, false, false, true, true, true, true, true, true, true]
+        );
+    }
+
+    /// The reference code has no warm-up: under the code form the very first step may compress,
+    /// whatever `warmup_steps` says.
+    #[test]
+    fn code_form_ignores_warmup() {
+        assert!(Criterion::Paper.has_warmup());
+        assert!(!Criterion::Code.has_warmup());
+        let mut p = AdaptivePolicy::new(Criterion::Code, 1e9, 0.5, 3).unwrap();
+        let votes: Vec<bool> = (0..10).map(|i| p.observe(0.5 + i as f64, i / 4)).collect();
+        assert_eq!(votes, [true; 10]);
+        let mut p = AdaptivePolicy::new(Criterion::Code, 0.25, 0.0, 1000).unwrap();
+        assert!(p.observe(0.25, 0)); // first observation, mean 0.25 <= δ
+        assert!(!p.observe(0.5, 0)); // mean 0.375
     }
 
     #[test]
@@ -278,6 +333,27 @@ mod tests {
         assert!(majority_decision(2, 3));
         assert!(!majority_decision(8, 16));
         assert!(majority_decision(9, 16));
+    }
+
+    /// The code form's `votes >= floor(N/2)` for N = 1..5, every vote count.
+    #[test]
+    fn code_vote_is_at_least_half_rounded_down() {
+        // (ranks, the fewest votes that compress)
+        for (n, least) in [(1u64, 0u64), (2, 1), (3, 1), (4, 2), (5, 2)] {
+            for v in 0..=n {
+                assert_eq!(code_vote_decision(v, n), v >= least, "{v} of {n} votes");
+                assert_eq!(Criterion::Code.decision(v, n), v >= least);
+                // The paper form needs a strict majority: more than n/2.
+                assert_eq!(Criterion::Paper.decision(v, n), 2 * v > n, "{v} of {n}");
+            }
+        }
+        // The quirk, spelled out: one rank compresses even when it votes dense; a tie compresses.
+        assert!(code_vote_decision(0, 1));
+        assert!(code_vote_decision(1, 2));
+        assert!(!majority_decision(0, 1));
+        assert!(!majority_decision(1, 2));
+        assert!(!code_vote_decision(0, 2));
+        assert!(!code_vote_decision(1, 4));
     }
 
     #[test]

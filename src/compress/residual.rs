@@ -12,6 +12,17 @@
 //!
 //! Either way Σ(sent over steps) + residual = Σ(g over steps), elementwise.
 //!
+//! The reference code's dense step is a third commit, [`ErrorFeedback::commit_dense_raw`]: it
+//! sends the raw g although its residual was already updated to a − Topk(a) (its `compensate`
+//! runs every step, before the dense/sparse decision). That step sends g and keeps a − Topk(a), so
+//! the conservation above does not hold for it: sent + residual exceeds g + residual_before by
+//! g − Topk(a), i.e. the unselected g_i are sent now and again later from the residual, and the
+//! old residual at the selected positions is dropped.
+//!
+//! g is the gradient already scaled by r_i = b_i/Σb (Eq. 4a; `train::grads::Aggregator` scales it
+//! before `select`), so the residual is in scaled units, as in the reference code, which also
+//! compensates the scaled gradient.
+//!
 //! While a step is pending the residual buffer holds a itself (no second gradient-sized buffer),
 //! so [`ErrorFeedback::accumulated`] is what AR-Topk reads its own values from.
 // Scopes are lists of ranges; a one-element list (global scope) is intended.
@@ -25,8 +36,9 @@ use std::ops::Range;
 /// Elements per task for the elementwise passes (fixed, so f64 norm sums are reproducible).
 const CHUNK: usize = 1 << 16;
 
-/// Norms of one step's accumulated gradient a = g + residual (a = g when feedback is off) and of
-/// its top-k selection, over the scopes that were compressed. They feed the adaptive rule.
+/// Norms of one step's raw gradient g, of its accumulated gradient a = g + residual (a = g when
+/// feedback is off) and of the top-k selection of a, over the scopes that were compressed. They
+/// feed the adaptive rule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct CompressStats {
     /// Elements compressed (the sum of the scope lengths).
@@ -41,6 +53,10 @@ pub struct CompressStats {
     pub scope_norm_sum: f64,
     /// Σ over scopes of ‖Topk(a_s)‖ (the reference code's `compression_norm`).
     pub topk_scope_norm_sum: f64,
+    /// Σ over scopes of ‖g_s‖, the raw gradient before the residual is added (the reference
+    /// code's `og_norm`, which it takes before `compensate`). Equals `scope_norm_sum` when
+    /// feedback is off.
+    pub raw_scope_norm_sum: f64,
 }
 
 impl CompressStats {
@@ -50,12 +66,16 @@ impl CompressStats {
         ratio((self.norm_sq - self.topk_norm_sq).abs(), self.norm_sq)
     }
 
-    /// The reference code's criterion: |Σ_l‖a_l‖ − Σ_l‖Topk(a_l)‖| / Σ_l‖a_l‖ with l over scopes
-    /// (per-tensor for layer scope; for global scope it is the single global L2 norm).
+    /// The reference code's criterion: c = |og_norm − compression_norm| / og_norm with
+    /// og_norm = Σ_l‖g_l‖ over the RAW gradient and compression_norm = Σ_l‖Topk(a_l)‖ over the
+    /// selection of a = g + residual, l over scopes (per-tensor for layer scope; for global scope
+    /// both are single global L2 norms). With feedback on it can exceed 1 (the residual can make
+    /// the selection larger than g). 0 when g is all zeros (a rank with b_i = 0): the reference
+    /// divides by zero there; here such a rank loses none of its own gradient and votes with c = 0.
     pub fn code_criterion(&self) -> f64 {
         ratio(
-            (self.scope_norm_sum - self.topk_scope_norm_sum).abs(),
-            self.scope_norm_sum,
+            (self.raw_scope_norm_sum - self.topk_scope_norm_sum).abs(),
+            self.raw_scope_norm_sum,
         )
     }
 
@@ -207,11 +227,13 @@ impl ErrorFeedback {
         check_tiling(scopes, self.len)?;
         let mut stats = CompressStats::default();
         for r in scopes {
-            // a_s = g_s + residual_s (in place in the residual buffer) and ‖a_s‖² in one pass.
-            let norm_sq = if self.enabled {
+            // a_s = g_s + residual_s (in place in the residual buffer), ‖a_s‖² and ‖g_s‖² in one
+            // pass.
+            let (norm_sq, raw_sq) = if self.enabled {
                 accumulate(&mut self.residual[r.clone()], &g[r.clone()])
             } else {
-                norm_sq(&g[r.clone()])
+                let n = norm_sq(&g[r.clone()]);
+                (n, n)
             };
             let a = if self.enabled {
                 &self.residual[r.clone()]
@@ -235,6 +257,7 @@ impl ErrorFeedback {
             stats.topk_norm_sq += topk_sq;
             stats.scope_norm_sum += norm_sq.sqrt();
             stats.topk_scope_norm_sum += topk_sq.sqrt();
+            stats.raw_scope_norm_sum += raw_sq.sqrt();
             let base = r.start as u32;
             out_idx.extend(self.scratch_idx.iter().map(|&i| base + i));
             out_val.extend_from_slice(&self.scratch_val);
@@ -267,6 +290,21 @@ impl ErrorFeedback {
         }
         self.pending = false;
         Ok(())
+    }
+
+    /// Phase 2, dense, as the reference code does it ([`Criterion::Code`]): the RAW gradient g is
+    /// sent as it is (left untouched; `select` never writes g), and the residual keeps
+    /// a − Topk(a), exactly as after a sparse step; `selected` is the selection `select` appended.
+    /// The reference computes the top-k and updates its residual before it decides, and its dense
+    /// path then allreduces the original gradient, so the top-k part of a is dropped and the
+    /// residual keeps the rest of a even though the rest of g was sent as well.
+    pub fn commit_dense_raw(&mut self, selected: &[u32]) -> Result<()> {
+        if !self.pending {
+            return Err(Error::Other(
+                "dense commit without a pending top-k select".into(),
+            ));
+        }
+        self.commit_sparse(selected)
     }
 
     /// Phase 2, dense: the whole accumulated gradient is sent. Overwrites `g` with a = g + residual
@@ -313,21 +351,24 @@ pub fn compress_with_feedback(
     Ok(stats)
 }
 
-/// r += g elementwise; returns Σ r² (after the add) in f64, summed in a fixed order.
-fn accumulate(r: &mut [f32], g: &[f32]) -> f64 {
-    let parts: Vec<f64> = r
+/// r += g elementwise; returns (Σ r² after the add, Σ g²) in f64, each summed in a fixed order.
+fn accumulate(r: &mut [f32], g: &[f32]) -> (f64, f64) {
+    let parts: Vec<(f64, f64)> = r
         .par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .map(|(rc, gc)| {
-            let mut s = 0.0f64;
+            let (mut s, mut sg) = (0.0f64, 0.0f64);
             for (a, &b) in rc.iter_mut().zip(gc) {
                 *a += b;
                 s += f64::from(*a) * f64::from(*a);
+                sg += f64::from(b) * f64::from(b);
             }
-            s
+            (s, sg)
         })
         .collect();
-    parts.iter().sum()
+    parts
+        .iter()
+        .fold((0.0, 0.0), |(s, sg), &(p, pg)| (s + p, sg + pg))
 }
 
 fn norm_sq(x: &[f32]) -> f64 {
@@ -442,6 +483,96 @@ mod tests {
         .unwrap();
         assert_eq!((idx, val), (vec![0, 3], vec![1.5, 0.5]));
         assert_eq!(ef.residual(), &[0.0, 0.5, 0.1, 0.0]);
+    }
+
+    /// The reference code's rule (`--criterion code`) on two tensors, by hand.
+    ///
+    /// Tensors t0 = 0..3 and t1 = 3..7; CR 0.5 gives k0 = max(1, int(3·0.5)) = 1 and
+    /// k1 = max(1, int(4·0.5)) = 2.
+    ///
+    /// Step 1, g = [3, 1, 0 | 2, 0.5, 0, 1] with a zero residual, sent sparse: t0 keeps index 0
+    /// (3), t1 indices 3 and 6 (2 and 1), so the residual is [0, 1, 0 | 0, 0.5, 0, 0].
+    ///
+    /// Step 2, g = [0.5, 0.5, −1 | −1, 0.5, 0.5, 0]:
+    /// - og_norm = ‖g_0‖ + ‖g_1‖ = √(0.25+0.25+1) + √(1+0.25+0.25) = 2√1.5 = 2.449489742783178
+    /// - a = g + residual = [0.5, 1.5, −1 | −1, 1, 0.5, 0]; Topk(a_0) = {1: 1.5},
+    ///   Topk(a_1) = {3: −1, 4: 1}
+    /// - compression_norm = 1.5 + √(1+1) = 1.5 + √2 = 2.914213562373095
+    /// - c = |og_norm − compression_norm| / og_norm = 0.464723819589917 / 2.449489742783178
+    ///   = 0.18972270488542034 (the residual makes the selection larger than g here)
+    /// - the paper's c on the same step: (‖a‖² − ‖Topk(a)‖²) / ‖a‖² = (5.75 − 4.25) / 5.75
+    /// - a dense step sends g itself, [0.5, 0.5, −1 | −1, 0.5, 0.5, 0], and leaves the residual
+    ///   a − Topk(a) = [0.5, 0, −1 | 0, 0, 0.5, 0]; the paper's dense step sends a and leaves 0.
+    #[test]
+    fn code_criterion_by_hand() {
+        let scopes = [0..3usize, 3..7];
+        let cr = 0.5;
+        assert_eq!((k_for(3, cr), k_for(4, cr)), (1, 2));
+        let g1 = [3.0f32, 1.0, 0.0, 2.0, 0.5, 0.0, 1.0];
+        let g2 = [0.5f32, 0.5, -1.0, -1.0, 0.5, 0.5, 0.0];
+        // r_i = 1, and r_i = 0.5 (the gradients pre-scaled as `Aggregator` does): a power of two,
+        // so every value, norm and the ratio scale exactly.
+        let mut cs = Vec::new();
+        for r in [1.0f32, 0.5] {
+            let sc = |g: &[f32]| -> Vec<f32> { g.iter().map(|v| v * r).collect() };
+            let rf = f64::from(r);
+            let mut ef = ErrorFeedback::new(7);
+            let (mut idx, mut val) = (vec![], vec![]);
+            compress_with_feedback(&mut ef, &sc(&g1), &scopes, cr, &mut idx, &mut val).unwrap();
+            assert_eq!(idx, vec![0, 3, 6]);
+            assert_eq!(ef.residual(), &sc(&[0.0, 1.0, 0.0, 0.0, 0.5, 0.0, 0.0])[..]);
+            let mut ef_paper = ErrorFeedback::new(7);
+            compress_with_feedback(
+                &mut ef_paper,
+                &sc(&g1),
+                &scopes,
+                cr,
+                &mut vec![],
+                &mut vec![],
+            )
+            .unwrap();
+
+            idx.clear();
+            val.clear();
+            let g = sc(&g2);
+            let st = ef.select(&g, &scopes, cr, &mut idx, &mut val).unwrap();
+            assert_eq!(idx, vec![1, 3, 4]);
+            assert_eq!(val, sc(&[1.5, -1.0, 1.0]));
+            let og_norm = 2.0 * 1.5f64.sqrt() * rf;
+            let compression_norm = (1.5 + 2f64.sqrt()) * rf;
+            assert!((st.raw_scope_norm_sum - og_norm).abs() < 1e-12);
+            assert!((st.topk_scope_norm_sum - compression_norm).abs() < 1e-12);
+            let c = st.code_criterion();
+            assert!((c - 0.18972270488542034).abs() < 1e-12, "code c = {c}");
+            assert_eq!(c, st.criterion(Criterion::Code));
+            // Not the ratio over the norms of a (the former form): (√3.5 + 1.5 − 1.5 − √2)/(√3.5 + 1.5).
+            let over_a = (3.5f64.sqrt() - 2f64.sqrt()) / (3.5f64.sqrt() + 1.5);
+            assert!((c - over_a).abs() > 0.05);
+            assert!((st.paper_criterion() - 1.5 / 5.75).abs() < 1e-12);
+            cs.push(c);
+
+            // The reference's dense step: the buffer that goes to the allreduce is the raw
+            // (scaled) g, not g + residual, and the residual is a − Topk(a).
+            let mut sent = g.clone();
+            ef.commit_dense_raw(&idx).unwrap();
+            assert_eq!(sent, sc(&g2), "the dense buffer must be the raw gradient");
+            assert_ne!(sent, sc(&[0.5, 1.5, -1.0, -1.0, 1.0, 0.5, 0.0]));
+            assert_eq!(
+                ef.residual(),
+                &sc(&[0.5, 0.0, -1.0, 0.0, 0.0, 0.5, 0.0])[..]
+            );
+            // The paper's dense step on the same history: g + residual goes out, nothing is kept.
+            ef_paper
+                .select(&g, &scopes, cr, &mut vec![], &mut vec![])
+                .unwrap();
+            ef_paper.commit_dense(&mut sent).unwrap();
+            assert_eq!(sent, sc(&[0.5, 1.5, -1.0, -1.0, 1.0, 0.5, 0.0]));
+            assert!(ef_paper.residual().iter().all(|&v| v == 0.0));
+            // A dense commit needs a pending step.
+            assert!(ef.commit_dense_raw(&idx).is_err());
+        }
+        // Scale-invariant: the same c at r_i = 0.5 as at 1, to the last bit.
+        assert_eq!(cs[0].to_bits(), cs[1].to_bits());
     }
 
     #[test]

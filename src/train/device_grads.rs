@@ -13,10 +13,13 @@
 //! gradient one rank after another, so the sums at shared indices are formed in rank order as on
 //! the host and every rank ends with the same bits. The arithmetic is the host's ([`crate::compress::ErrorFeedback`]): g·r_i rounded, then
 //! a = residual + g rounded once, so a GPU run selects what a CPU run given the same gradient would.
+//! Under `--criterion code` a dense step allreduces the raw g (the residual accumulation writes
+//! only the residual buffer) and zeroes the step's selection in the residual from the indices
+//! still on the device, as the host's `ErrorFeedback::commit_dense_raw` does.
 use super::grads::GradSide;
 use crate::backend::cuda::segtopk::SegmentPlan;
 use crate::backend::cuda::CudaBackend;
-use crate::compress::{k_for, CompressStats};
+use crate::compress::{k_for, CompressStats, Criterion};
 use crate::dist::{sparse, World};
 use crate::error::Result;
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PinnedHostSlice};
@@ -68,7 +71,11 @@ fn ensure<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
 
 /// The accumulated gradient a of the pending step: the residual buffer with feedback on, g itself
 /// without.
-fn accumulated<'v>(g: &'v CudaViewMut<'_, f32>, residual: &'v Option<CudaSlice<f32>>, feedback: bool) -> CudaView<'v, f32> {
+fn accumulated<'v>(
+    g: &'v CudaViewMut<'_, f32>,
+    residual: &'v Option<CudaSlice<f32>>,
+    feedback: bool,
+) -> CudaView<'v, f32> {
     match residual {
         Some(r) if feedback => r.slice(..g.len()),
         _ => g.as_view(),
@@ -91,7 +98,14 @@ impl GradSide for DeviceGrads<'_> {
         self.be.scale_inplace(w, &mut self.g)
     }
 
-    fn select(&mut self, scopes: &[Range<usize>], cr: f64, stats: bool, idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<CompressStats> {
+    fn select(
+        &mut self,
+        scopes: &[Range<usize>],
+        cr: f64,
+        stats: Option<Criterion>,
+        idx: &mut Vec<u32>,
+        val: &mut Vec<f32>,
+    ) -> Result<CompressStats> {
         let (be, n) = (self.be, self.g.len());
         if self.comp.pending {
             crate::bail!(Cuda, "top-k select called again before the previous step was committed (sparse or dense)");
@@ -108,7 +122,12 @@ impl GradSide for DeviceGrads<'_> {
             be.axpy(1.0, &g, &mut r.slice_mut(..n))?;
         }
         let ks: Vec<usize> = scopes.iter().map(|r| k_for(r.len(), cr)).collect();
-        if !self.comp.plan.as_ref().is_some_and(|p| p.matches(scopes, &ks)) {
+        if !self
+            .comp
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.matches(scopes, &ks))
+        {
             self.comp.plan = Some(SegmentPlan::new(be, scopes, &ks)?);
         }
         let plan = self.comp.plan.as_mut().expect("made above");
@@ -116,27 +135,54 @@ impl GradSide for DeviceGrads<'_> {
         ensure(be, &mut self.comp.idx, total_k)?;
         ensure(be, &mut self.comp.val, total_k)?;
         let a = accumulated(&self.g, &self.comp.residual, self.feedback);
-        let (di, dv) = (self.comp.idx.as_mut().expect("ensured"), self.comp.val.as_mut().expect("ensured"));
-        be.segmented_topk(plan, &a, &mut di.slice_mut(..total_k), &mut dv.slice_mut(..total_k))?;
-        let norms = if stats {
-            be.segmented_sumsq(plan, &a)?;
-            plan.segment_sums(&be.segmented_partials(plan)?)
-        } else {
-            Vec::new()
+        let (di, dv) = (
+            self.comp.idx.as_mut().expect("ensured"),
+            self.comp.val.as_mut().expect("ensured"),
+        );
+        be.segmented_topk(
+            plan,
+            &a,
+            &mut di.slice_mut(..total_k),
+            &mut dv.slice_mut(..total_k),
+        )?;
+        // ‖·‖² per scope of what the criterion measures: a for the paper form, the raw g (which
+        // the residual accumulation above left as it was) for the code form.
+        let norms = match stats {
+            Some(Criterion::Paper) => {
+                be.segmented_sumsq(plan, &a)?;
+                plan.segment_sums(&be.segmented_partials(plan)?)
+            }
+            Some(Criterion::Code) => {
+                be.segmented_sumsq(plan, &self.g.as_view())?;
+                plan.segment_sums(&be.segmented_partials(plan)?)
+            }
+            None => Vec::new(),
         };
         let h_idx = be.download(&di.slice(..total_k))?;
         let h_val = be.download(&dv.slice(..total_k))?;
         idx.extend_from_slice(&h_idx);
         val.extend_from_slice(&h_val);
-        let mut st = CompressStats { len: n, k: total_k, ..Default::default() };
-        if stats {
+        let mut st = CompressStats {
+            len: n,
+            k: total_k,
+            ..Default::default()
+        };
+        if let Some(criterion) = stats {
             for (s, &k) in ks.iter().enumerate() {
                 let o = plan.out_offset(s);
-                let topk_sq: f64 = h_val[o..o + k].iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-                st.norm_sq += norms[s];
+                let topk_sq: f64 = h_val[o..o + k]
+                    .iter()
+                    .map(|&v| f64::from(v) * f64::from(v))
+                    .sum();
                 st.topk_norm_sq += topk_sq;
-                st.scope_norm_sum += norms[s].sqrt();
                 st.topk_scope_norm_sum += topk_sq.sqrt();
+                match criterion {
+                    Criterion::Paper => {
+                        st.norm_sq += norms[s];
+                        st.scope_norm_sum += norms[s].sqrt();
+                    }
+                    Criterion::Code => st.raw_scope_norm_sum += norms[s].sqrt(),
+                }
             }
         }
         self.comp.pending = true;
@@ -150,12 +196,47 @@ impl GradSide for DeviceGrads<'_> {
         if self.feedback && !sent.is_empty() {
             let n = self.g.len();
             if let Some(&bad) = sent.iter().find(|&&i| i as usize >= n) {
-                crate::bail!(Cuda, "sent index {bad} is outside the gradient of {n} elements");
+                crate::bail!(
+                    Cuda,
+                    "sent index {bad} is outside the gradient of {n} elements"
+                );
             }
             let d = self.be.upload(sent)?;
-            let r = self.comp.residual.as_mut().expect("a pending step with feedback has a residual");
+            let r = self
+                .comp
+                .residual
+                .as_mut()
+                .expect("a pending step with feedback has a residual");
             self.be.scatter_zero(&d.slice(..), &mut r.slice_mut(..n))?;
         }
+        self.comp.pending = false;
+        Ok(())
+    }
+
+    fn commit_dense_raw(&mut self, selected: &[u32]) -> Result<()> {
+        if !self.comp.pending {
+            crate::bail!(Cuda, "dense commit without a pending top-k select");
+        }
+        let total_k = self.comp.plan.as_ref().map_or(0, SegmentPlan::total_k);
+        if !self.feedback || selected.len() != total_k || total_k == 0 {
+            // Not this step's own selection (or nothing to zero): the general path.
+            return self.commit_sparse(selected);
+        }
+        // The selection is still on the device, where `select` left it: zero it in the residual
+        // without uploading it again. g stays the raw gradient.
+        let n = self.g.len();
+        let di = self
+            .comp
+            .idx
+            .as_ref()
+            .expect("a pending step has its selection");
+        let r = self
+            .comp
+            .residual
+            .as_mut()
+            .expect("a pending step with feedback has a residual");
+        self.be
+            .scatter_zero(&di.slice(..total_k), &mut r.slice_mut(..n))?;
         self.comp.pending = false;
         Ok(())
     }
@@ -166,7 +247,11 @@ impl GradSide for DeviceGrads<'_> {
         }
         if self.feedback {
             let (be, n) = (self.be, self.g.len());
-            let r = self.comp.residual.as_mut().expect("a pending step with feedback has a residual");
+            let r = self
+                .comp
+                .residual
+                .as_mut()
+                .expect("a pending step with feedback has a residual");
             be.copy(&r.slice(..n), &mut self.g)?;
             be.fill_zero(&mut r.slice_mut(..n))?;
         }
@@ -179,17 +264,19 @@ impl GradSide for DeviceGrads<'_> {
             // MPI reads and writes the buffer outside this stream: everything queued must be done.
             self.be.synchronize()?;
             let n = self.g.len();
-            let (ptr, _record) = cudarc::driver::DevicePtrMut::device_ptr_mut(&mut self.g, self.be.stream());
+            let (ptr, _record) =
+                cudarc::driver::DevicePtrMut::device_ptr_mut(&mut self.g, self.be.stream());
             // SAFETY: `ptr` is this view's `len` f32s of device memory, held mutably for the call
             // with no work queued on it; the library reported CUDA support (`mpi_cuda_support`).
             unsafe { world.allreduce_sum_f32_device(ptr, n) };
             return Ok(());
         }
         // Chunk by chunk, so that the copy of the next chunk overlaps the allreduce of this one.
-        self.be.stage_to_host_chunked(&self.g.as_view(), self.staging, STAGE_CHUNK, |part| {
-            world.allreduce_sum_f32(part);
-            Ok(())
-        })?;
+        self.be
+            .stage_to_host_chunked(&self.g.as_view(), self.staging, STAGE_CHUNK, |part| {
+                world.allreduce_sum_f32(part);
+                Ok(())
+            })?;
         self.stage_up()
     }
 
@@ -213,9 +300,18 @@ impl GradSide for DeviceGrads<'_> {
     fn ar_topk(&mut self, world: &World, step: u64, idx: &[u32]) -> Result<Vec<u32>> {
         let n = self.g.len();
         // The accumulated gradient a goes to the host.
-        self.be.stage_to_host(&accumulated(&self.g, &self.comp.residual, self.feedback), self.staging)?;
+        self.be.stage_to_host(
+            &accumulated(&self.g, &self.comp.residual, self.feedback),
+            self.staging,
+        )?;
         let mut dense = vec![0.0f32; n];
-        let j = sparse::ar_topk_allreduce(world, step, idx, self.be.pinned_host(self.staging)?, &mut dense)?;
+        let j = sparse::ar_topk_allreduce(
+            world,
+            step,
+            idx,
+            self.be.pinned_host(self.staging)?,
+            &mut dense,
+        )?;
         self.be.pinned_host(self.staging)?.copy_from_slice(&dense);
         self.stage_up()?;
         Ok(j)

@@ -1,6 +1,13 @@
 //! Gradient aggregation for one step (ARCHITECTURE "One step", 5–6): scale by r_i (Eq. 4a), then
 //! either a dense allreduce SUM (Eq. 4b) or top-k with error feedback and an exact sparse exchange.
-use crate::compress::{self, AdaptivePolicy, CommAccount, Compression, ErrorFeedback, StepComm};
+//!
+//! The scaling comes first, so everything after it (the residual, the top-k, the norms of the
+//! adaptive criterion, the vote) works on r_i·g, as the reference code does. Both criteria are
+//! ratios of norms of r_i·g and of a residual in the same scaled units, so scaling a step's
+//! gradient and residual together leaves them unchanged (exactly, for a power-of-two r_i).
+use crate::compress::{
+    self, AdaptivePolicy, CommAccount, Compression, Criterion, ErrorFeedback, StepComm,
+};
 use crate::config::{RunConfig, SparseMode};
 use crate::dist::{sparse, World};
 use crate::error::Result;
@@ -19,6 +26,10 @@ pub struct Sent {
     pub counts: Vec<u64>,
     /// Elements of the dense buffer.
     pub dense_len: u64,
+    /// Adaptive steps only: this rank's criterion c for the step (before smoothing) and the
+    /// number of ranks that voted to compress.
+    pub criterion: Option<f64>,
+    pub votes: Option<u64>,
 }
 
 /// Where one step's gradient and error-feedback residual live, with the data operations of the
@@ -32,13 +43,26 @@ pub trait GradSide {
     fn scale(&mut self, w: f32) -> Result<()>;
     /// Phase 1 of a compressed step ([`ErrorFeedback::select`]): a = g + residual (a = g with
     /// feedback off), per scope the `k_for(len, cr)` largest |a| APPENDED to `idx`/`val` as global
-    /// ascending indices and signed values. The norms are filled when `stats` is set (the
-    /// adaptive rule needs them); otherwise they may be left at zero.
-    fn select(&mut self, scopes: &[Range<usize>], cr: f64, stats: bool, idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<compress::CompressStats>;
+    /// ascending indices and signed values. g itself is left as it is. The norms that
+    /// `stats`'s criterion needs are filled (the paper's: ‖a‖², ‖Topk(a)‖²; the code's:
+    /// Σ‖g_s‖ of the raw g, Σ‖Topk(a_s)‖); the others, and all of them for `None`, may be left
+    /// at zero.
+    fn select(
+        &mut self,
+        scopes: &[Range<usize>],
+        cr: f64,
+        stats: Option<Criterion>,
+        idx: &mut Vec<u32>,
+        val: &mut Vec<f32>,
+    ) -> Result<compress::CompressStats>;
     /// Phase 2, sparse: the entries at `sent` left; the residual keeps a without them.
     fn commit_sparse(&mut self, sent: &[u32]) -> Result<()>;
     /// Phase 2, dense: g ← a and the residual becomes zero.
     fn commit_dense(&mut self) -> Result<()>;
+    /// Phase 2, dense as the reference code does it ([`ErrorFeedback::commit_dense_raw`]): g stays
+    /// the raw (scaled) gradient and the residual keeps a without `selected`, this step's own
+    /// selection, as after a sparse step.
+    fn commit_dense_raw(&mut self, selected: &[u32]) -> Result<()>;
     /// g ← Σ_ranks g (Eq. 4b, dense).
     fn allreduce(&mut self, world: &World) -> Result<()>;
     /// g ← Σ_ranks of every rank's pairs, scattered into zeros in rank order (exact sparse
@@ -67,7 +91,14 @@ impl GradSide for HostGrads<'_> {
         Ok(())
     }
 
-    fn select(&mut self, scopes: &[Range<usize>], cr: f64, _stats: bool, idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<compress::CompressStats> {
+    fn select(
+        &mut self,
+        scopes: &[Range<usize>],
+        cr: f64,
+        _stats: Option<Criterion>,
+        idx: &mut Vec<u32>,
+        val: &mut Vec<f32>,
+    ) -> Result<compress::CompressStats> {
         self.ef.select(self.g, scopes, cr, idx, val)
     }
 
@@ -77,6 +108,10 @@ impl GradSide for HostGrads<'_> {
 
     fn commit_dense(&mut self) -> Result<()> {
         self.ef.commit_dense(self.g)
+    }
+
+    fn commit_dense_raw(&mut self, selected: &[u32]) -> Result<()> {
+        self.ef.commit_dense_raw(selected)
     }
 
     fn allreduce(&mut self, world: &World) -> Result<()> {
@@ -90,7 +125,8 @@ impl GradSide for HostGrads<'_> {
 
     fn ar_topk(&mut self, world: &World, step: u64, idx: &[u32]) -> Result<Vec<u32>> {
         self.scratch.resize(self.g.len(), 0.0);
-        let j = sparse::ar_topk_allreduce(world, step, idx, self.ef.accumulated(self.g), self.scratch)?;
+        let j =
+            sparse::ar_topk_allreduce(world, step, idx, self.ef.accumulated(self.g), self.scratch)?;
         self.g.copy_from_slice(self.scratch);
         Ok(j)
     }
@@ -146,11 +182,31 @@ impl Aggregator {
 
     /// Scales `grads` by `weight` (r_i, Eq. 4a) and aggregates them across ranks in place (Eq. 4b),
     /// on the host ([`HostGrads`]); see [`Self::aggregate_on`].
-    pub fn aggregate(&mut self, world: &World, grads: &mut [f32], weight: f32, step: u64, epoch: u64) -> Result<Sent> {
+    pub fn aggregate(
+        &mut self,
+        world: &World,
+        grads: &mut [f32],
+        weight: f32,
+        step: u64,
+        epoch: u64,
+    ) -> Result<Sent> {
         let n = if self.compresses() { grads.len() } else { 0 };
-        let mut ef = self.ef.take().unwrap_or_else(|| ErrorFeedback::with_feedback(n, self.feedback));
+        let mut ef = self
+            .ef
+            .take()
+            .unwrap_or_else(|| ErrorFeedback::with_feedback(n, self.feedback));
         let mut scratch = std::mem::take(&mut self.scratch);
-        let r = self.aggregate_on(world, &mut HostGrads { g: grads, ef: &mut ef, scratch: &mut scratch }, weight, step, epoch);
+        let r = self.aggregate_on(
+            world,
+            &mut HostGrads {
+                g: grads,
+                ef: &mut ef,
+                scratch: &mut scratch,
+            },
+            weight,
+            step,
+            epoch,
+        );
         self.ef = Some(ef);
         self.scratch = scratch;
         r
@@ -160,15 +216,30 @@ impl Aggregator {
     /// place (Eq. 4b). Every rank calls this every step, also with a zero weight (it then
     /// contributes zeros, or nothing on a sparse step). Dense steps allreduce; compressed steps
     /// exchange exact pairs.
-    pub fn aggregate_on<S: GradSide>(&mut self, world: &World, side: &mut S, weight: f32, step: u64, epoch: u64) -> Result<Sent> {
+    ///
+    /// Adaptive steps select first (the rule needs this step's top-k), vote, then commit:
+    /// - [`Criterion::Paper`]: compress when a strict majority votes so and `step` is past the
+    ///   warm-up; a dense step sends a = g + residual and empties the residual.
+    /// - [`Criterion::Code`] (the reference code): compress when votes ≥ ⌊N/2⌋, from the first
+    ///   step on (no warm-up); a dense step sends the raw scaled g while the residual keeps
+    ///   a − Topk(a).
+    pub fn aggregate_on<S: GradSide>(
+        &mut self,
+        world: &World,
+        side: &mut S,
+        weight: f32,
+        step: u64,
+        epoch: u64,
+    ) -> Result<Sent> {
         side.scale(weight)?;
         let ranks = world.size() as u64;
         let n = side.num_elements() as u64;
+        let mut adaptive = None;
         let compressed = match self.mode {
             Compression::None => false,
             Compression::Topk => {
                 if step > self.warmup {
-                    self.select(side, false)?;
+                    self.select(side, None)?;
                     true
                 } else {
                     false
@@ -176,35 +247,68 @@ impl Aggregator {
             }
             Compression::Adaptive => {
                 // The rule needs this step's top-k: select first, vote, then commit either way.
-                let stats = self.select(side, true)?;
-                let local = self.policy.observe(stats.criterion(self.policy.criterion()), epoch);
-                let go = compress::majority(world, local) && step > self.warmup;
+                let criterion = self.policy.criterion();
+                let stats = self.select(side, Some(criterion))?;
+                let c = stats.criterion(criterion);
+                let local = self.policy.observe(c, epoch);
+                let votes = world.allreduce_sum_u64(&[u64::from(local)])[0];
+                let warm = !criterion.has_warmup() || step > self.warmup;
+                let go = criterion.decision(votes, ranks) && warm;
                 if !go {
-                    side.commit_dense()?;
+                    match criterion {
+                        Criterion::Paper => side.commit_dense()?,
+                        Criterion::Code => side.commit_dense_raw(&self.idx)?,
+                    }
                 }
+                adaptive = Some((c, votes));
                 go
             }
         };
-        let sent = if compressed {
+        let mut sent = if compressed {
             match self.sparse_mode {
                 SparseMode::Allgather => {
                     let counts = side.allgather_add(world, &self.idx, &self.val)?;
                     side.commit_sparse(&self.idx)?;
                     let total: u64 = counts.iter().sum();
-                    Sent { compressed: true, values_total: total, indices_total: total, counts, dense_len: n }
+                    Sent {
+                        compressed: true,
+                        values_total: total,
+                        indices_total: total,
+                        counts,
+                        dense_len: n,
+                        ..Sent::default()
+                    }
                 }
                 SparseMode::ArTopk => {
                     let j = side.ar_topk(world, step, &self.idx)?;
                     side.commit_sparse(&j)?;
                     let k = j.len() as u64;
                     // Every rank allreduces k values; only the root's k indices travel (a broadcast).
-                    Sent { compressed: true, values_total: k * ranks, indices_total: k, counts: vec![k; ranks as usize], dense_len: n }
+                    Sent {
+                        compressed: true,
+                        values_total: k * ranks,
+                        indices_total: k,
+                        counts: vec![k; ranks as usize],
+                        dense_len: n,
+                        ..Sent::default()
+                    }
                 }
             }
         } else {
             side.allreduce(world)?;
-            Sent { compressed: false, values_total: n * ranks, indices_total: 0, counts: Vec::new(), dense_len: n }
+            Sent {
+                compressed: false,
+                values_total: n * ranks,
+                indices_total: 0,
+                counts: Vec::new(),
+                dense_len: n,
+                ..Sent::default()
+            }
         };
+        if let Some((c, votes)) = adaptive {
+            sent.criterion = Some(c);
+            sent.votes = Some(votes);
+        }
         let comm = if sent.compressed {
             StepComm::sparse(sent.values_total as usize, sent.indices_total as usize)
         } else {
@@ -215,7 +319,11 @@ impl Aggregator {
     }
 
     /// Top-k (with error feedback when on) of the scaled gradient into `idx`/`val`, per scope.
-    fn select<S: GradSide>(&mut self, side: &mut S, stats: bool) -> Result<compress::CompressStats> {
+    fn select<S: GradSide>(
+        &mut self,
+        side: &mut S,
+        stats: Option<Criterion>,
+    ) -> Result<compress::CompressStats> {
         self.idx.clear();
         self.val.clear();
         side.select(&self.scopes, self.cr, stats, &mut self.idx, &mut self.val)
@@ -245,7 +353,11 @@ impl Aggregator {
 
     /// (floats sent, indices sent, CNC ratio) so far.
     pub fn account(&self) -> (u64, u64, f64) {
-        (self.account.floats_sent_total(), self.account.indices_sent_total(), self.account.cnc_ratio())
+        (
+            self.account.floats_sent_total(),
+            self.account.indices_sent_total(),
+            self.account.cnc_ratio(),
+        )
     }
 }
 
@@ -254,5 +366,6 @@ fn scale(g: &mut [f32], w: f32) {
     if w == 1.0 {
         return;
     }
-    g.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|v| *v *= w));
+    g.par_chunks_mut(1 << 16)
+        .for_each(|c| c.iter_mut().for_each(|v| *v *= w));
 }
