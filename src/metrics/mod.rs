@@ -45,6 +45,10 @@ pub struct StepRecord {
     pub compressed: bool,
     pub values_sent: u64,
     pub indices_sent: u64,
+    /// Adaptive steps: the mean over ranks of the compression criterion c (before smoothing)
+    /// and how many ranks voted to compress; empty otherwise.
+    pub criterion_mean: Option<f64>,
+    pub votes: Option<u64>,
 }
 
 /// One evaluation on the test set.
@@ -70,7 +74,7 @@ pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     write_atomic(path, s.as_bytes())
 }
 
-pub const STEPS_HEADER: &str = "step,epoch,loss,lr,lr_step,global_batch,b_min,b_max,compute_s,comm_s,clock_s,wait_max_s,wait_mean_s,buffer_max,buffer_sum,buffer_max_bytes,injected_bytes,injected_bytes_recv_max,injected_bytes_recv_mean,injected_bytes_sent_max,injected_samples,compressed,values_sent,indices_sent";
+pub const STEPS_HEADER: &str = "step,epoch,loss,lr,lr_step,global_batch,b_min,b_max,compute_s,comm_s,clock_s,wait_max_s,wait_mean_s,buffer_max,buffer_sum,buffer_max_bytes,injected_bytes,injected_bytes_recv_max,injected_bytes_recv_mean,injected_bytes_sent_max,injected_samples,compressed,values_sent,indices_sent,criterion_mean,votes";
 
 pub fn steps_csv(rows: &[StepRecord]) -> String {
     let mut s = String::with_capacity(64 + rows.len() * 120);
@@ -79,11 +83,13 @@ pub fn steps_csv(rows: &[StepRecord]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{:.6},{:.6e},{:.6e},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{},{:.1},{},{},{},{},{}",
+            "{},{},{:.6},{:.6e},{:.6e},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{},{:.1},{},{},{},{},{},{},{}",
             r.step, r.epoch, r.loss, r.lr, r.lr_step, r.global_batch, r.b_min, r.b_max, r.compute_s, r.comm_s,
             r.clock_s, r.wait_max_s, r.wait_mean_s, r.buffer_max, r.buffer_sum, r.buffer_max_bytes, r.injected_bytes,
             r.injected_bytes_recv_max, r.injected_bytes_recv_mean, r.injected_bytes_sent_max, r.injected_samples,
-            r.compressed as u8, r.values_sent, r.indices_sent
+            r.compressed as u8, r.values_sent, r.indices_sent,
+            r.criterion_mean.map_or(String::new(), |c| format!("{c:.6}")),
+            r.votes.map_or(String::new(), |v| v.to_string())
         );
     }
     s

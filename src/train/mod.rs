@@ -318,11 +318,11 @@ impl Run<'_> {
             let stats = world.allgather_f64s(&[
                 take.wait_s, compute_s, comm_measured, take.queued as f64, b_local as f64,
                 inj.bytes_sent as f64, inj.bytes_received as f64, inj.messages_sent as f64,
-                inj.messages_received as f64, inj.labels.len() as f64,
+                inj.messages_received as f64, inj.labels.len() as f64, sent.criterion.unwrap_or(f64::NAN),
             ]);
-            let col = |j: usize| stats.chunks(10).map(move |r| r[j]);
+            let col = |j: usize| stats.chunks(11).map(move |r| r[j]);
             let inj_traffic: Vec<Traffic> = stats
-                .chunks(10)
+                .chunks(11)
                 .map(|r| Traffic {
                     bytes_sent: r[5] as u64,
                     bytes_received: r[6] as u64,
@@ -417,6 +417,8 @@ impl Run<'_> {
                 compressed: sent.compressed,
                 values_sent: sent.values_total,
                 indices_sent: sent.indices_total,
+                criterion_mean: sent.criterion.map(|_| col(10).sum::<f64>() / ranks as f64),
+                votes: sent.votes,
             });
             pb.inc(1);
             if reached {
