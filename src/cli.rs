@@ -37,7 +37,7 @@ pub struct TrainArgs {
     /// Training data  [default: synthetic]
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,
-    /// Folder with the CIFAR binary files
+    /// Folder with the CIFAR binary files or the Fashion-MNIST IDX files (plain or .gz)  [fashion-mnist: /usr/share/datasets/fashion-mnist]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Synthetic training-set size  [default: 20000]

@@ -272,7 +272,8 @@ impl RunConfig {
         if self.eval_every < 1 {
             crate::bail!(Config, "--eval-every must be at least 1, got {}", self.eval_every);
         }
-        if self.dataset != DatasetKind::Synthetic && self.data_dir.is_none() {
+        // Fashion-MNIST has a default folder (Debian's dataset-fashion-mnist); CIFAR has none.
+        if matches!(self.dataset, DatasetKind::Cifar10 | DatasetKind::Cifar100) && self.data_dir.is_none() {
             crate::bail!(Config, "--dataset {:?} needs --data-dir pointing at the CIFAR binary files", self.dataset);
         }
         if self.dataset == DatasetKind::Synthetic && (self.synthetic_train < ranks || self.synthetic_test < 1) {

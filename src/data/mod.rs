@@ -1,12 +1,16 @@
-//! Training data: the CIFAR-10/100 binary readers, the synthetic learnable dataset (the embedded default
-//! when no data is available), train-time augmentation and the partitioners that give each rank (device)
-//! its share of the training set (IID, label-shard non-IID of paper §6, Dirichlet).
+//! Training data: the CIFAR-10/100 binary readers, the Fashion-MNIST IDX reader, the synthetic
+//! learnable dataset (the embedded default when no data is available), train-time augmentation and
+//! the partitioners that give each rank (device) its share of the training set (IID, label-shard
+//! non-IID of paper §6, Dirichlet).
 //!
-//! Images are kept as uint8 CHW, exactly as the CIFAR binary stores them; [`make_batch`] turns a list
-//! of indices into a normalised f32 NCHW batch, with the paper's augmentation when asked.
+//! Images are kept as uint8 CHW, exactly as the CIFAR binary stores them (Fashion-MNIST's 28×28 grey
+//! images are padded to 32×32 and replicated into three planes on load, see [`fashion_mnist`]);
+//! [`make_batch`] turns a list of indices into a normalised f32 NCHW batch, with the paper's
+//! augmentation when asked.
 
 pub mod augment;
 pub mod cifar;
+pub mod fashion_mnist;
 pub mod partition;
 pub mod synthetic;
 
@@ -14,6 +18,9 @@ use std::path::Path;
 
 pub use augment::make_batch;
 pub use cifar::{read_cifar10, read_cifar100, write_cifar10, write_cifar100};
+pub use fashion_mnist::{
+    read_fashion_mnist, write_fashion_mnist, write_idx_images, write_idx_labels,
+};
 pub use partition::{class_histogram, partition, Partition};
 pub use synthetic::generate as generate_synthetic;
 
@@ -38,6 +45,10 @@ pub enum DatasetKind {
     Cifar10,
     /// CIFAR-100 binary distribution (100 fine classes).
     Cifar100,
+    /// Fashion-MNIST IDX files, plain or gzip (10 classes; 28×28 grey padded to 32×32×3).
+    #[serde(rename = "fashion-mnist")]
+    #[value(name = "fashion-mnist")]
+    FashionMnist,
 }
 
 /// A labelled image set. Images are uint8 CHW (R plane, G plane, B plane, as the CIFAR binary stores
@@ -147,7 +158,9 @@ pub struct SyntheticSpec {
 }
 
 /// Loads the chosen dataset. CIFAR is read from `data_dir` (an error when it is `None` or missing);
-/// the synthetic set is generated from `synthetic` and normalised by its own train-set statistics.
+/// Fashion-MNIST from `data_dir`, or [`fashion_mnist::DEFAULT_DIR`] when it is `None`. The synthetic
+/// set and Fashion-MNIST are normalised by their own train-set statistics; the synthetic set is
+/// generated from `synthetic`.
 pub fn load(
     kind: DatasetKind,
     data_dir: Option<&Path>,
@@ -187,7 +200,26 @@ pub fn load(
                 norm: Normalization::CIFAR100,
             })
         }
+        DatasetKind::FashionMnist => {
+            load_fashion_mnist(data_dir, Path::new(fashion_mnist::DEFAULT_DIR))
+        }
     }
+}
+
+/// Fashion-MNIST from `data_dir`, else from `default_dir` (where a missing folder is met with how to
+/// install it), normalised by the training set's mean and std.
+fn load_fashion_mnist(data_dir: Option<&Path>, default_dir: &Path) -> Result<Splits> {
+    let dir = data_dir.unwrap_or(default_dir);
+    if data_dir.is_none() && !dir.is_dir() {
+        crate::bail!(
+            Data,
+            "{} not found: install Debian's dataset-fashion-mnist (or run scripts/setup.sh), or pass --data-dir with the Fashion-MNIST IDX files",
+            dir.display()
+        );
+    }
+    let (train, test) = fashion_mnist::read_fashion_mnist(dir)?;
+    let norm = Normalization::of(&train);
+    Ok(Splits { train, test, norm })
 }
 
 #[cfg(test)]
@@ -250,5 +282,48 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("train.bin"), "{e}");
+    }
+
+    #[test]
+    fn fashion_mnist_default_folder_missing_says_how_to_install_it() {
+        let e = load_fashion_mnist(None, Path::new("/nonexistent/fashion-mnist"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("data: /nonexistent/fashion-mnist not found")
+                && e.contains("dataset-fashion-mnist")
+                && e.contains("scripts/setup.sh")
+                && e.contains("--data-dir"),
+            "{e}"
+        );
+        // A folder passed explicitly is reported as missing, without the install hint.
+        let e = load_fashion_mnist(
+            Some(Path::new("/nonexistent/fm")),
+            Path::new("/nonexistent/fashion-mnist"),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.contains("/nonexistent/fm not found") && !e.contains("setup.sh"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dataset_kind_is_spelled_fashion_mnist() {
+        use clap::ValueEnum;
+        let v = DatasetKind::FashionMnist.to_possible_value().unwrap();
+        assert_eq!(v.get_name(), "fashion-mnist");
+        assert_eq!(
+            serde_json::to_string(&DatasetKind::FashionMnist).unwrap(),
+            "\"fashion-mnist\""
+        );
+        let k: DatasetKind = toml::from_str::<std::collections::BTreeMap<String, DatasetKind>>(
+            "dataset = \"fashion-mnist\"",
+        )
+        .unwrap()["dataset"];
+        assert_eq!(k, DatasetKind::FashionMnist);
     }
 }
