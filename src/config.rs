@@ -421,9 +421,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let mut c = RunConfig::default();
-        c.b_min = 100;
-        c.b_max = 10;
+        let c = RunConfig { b_min: 100, b_max: 10, ..RunConfig::default() };
         let e = c.validate(2).unwrap_err().to_string();
         assert!(e.contains("--b-min") && e.contains("--b-max"), "{e}");
         let c = RunConfig { rates: "50,38,12".into(), ..RunConfig::default() };

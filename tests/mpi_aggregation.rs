@@ -4,6 +4,7 @@
 //! - with 3 and 4 ranks and UNEQUAL batches (one rank with b_i = 0), the weighted aggregate
 //!   Σ r_i·g_i of Eq. 4 equals the gradient of the union batch, and the ScaDLES step with the
 //!   linearly scaled learning rate equals one union-batch SGD step at that rate.
+//!
 //! The test executable itself is the MPI program: the parent launches `mpirun -np N <this test
 //! binary> <child test name>` with SCADLES_MPI_CHILD set; the child exits non-zero on a mismatch.
 //! tinycnn has no BatchNorm, so the union-batch gradient is exactly the weighted mean (BatchNorm's

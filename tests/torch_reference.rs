@@ -91,7 +91,7 @@ impl Report {
             .iter()
             .zip(want)
             .enumerate()
-            .filter(|(_, (&g, &w))| !((g as f64 - w).abs() <= atol + rtol * w.abs()))
+            .filter(|(_, (&g, &w))| (g as f64 - w).abs().partial_cmp(&(atol + rtol * w.abs())).is_none_or(|o| o.is_gt()))
             .map(|(i, (&g, &w))| (i, g, w))
             .collect();
         if !bad.is_empty() {

@@ -57,6 +57,7 @@ impl World {
         };
         let lib = mpi::environment::library_version().unwrap_or_default();
         // MPI_IN_PLACE is ((void*)1) in Open MPI and ((void*)-1) in MPICH-derived libraries.
+        #[allow(clippy::manual_dangling_ptr)] // a sentinel address, never dereferenced
         let in_place = if lib.contains("Open MPI") { 1usize as *mut _ } else { usize::MAX as *mut _ };
         World { comm, in_place }
     }

@@ -56,6 +56,7 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// torchvision init: Kaiming normal (fan_out, ReLU) weights, zero bias.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(ps: &mut ParamStore, name: &str, c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize, bias: bool) -> Self {
         let weight = ps.alloc(&format!("{name}.weight"), &[c_out, c_in, k, k], Init::KaimingNormalFanOut { fan_out: c_out * k * k });
         let bias = bias.then(|| ps.alloc(&format!("{name}.bias"), &[c_out], Init::Const(0.0)));
@@ -297,7 +298,7 @@ impl Layer for Flatten {
     fn forward(&mut self, _f: &mut Fwd, x: Tensor) -> Tensor {
         self.in_shape = x.shape().to_vec();
         let n = self.in_shape[0];
-        let rest = if n == 0 { self.in_shape[1..].iter().product() } else { x.len() / n };
+        let rest = x.len().checked_div(n).unwrap_or_else(|| self.in_shape[1..].iter().product());
         x.reshape(&[n, rest])
     }
     fn backward(&mut self, _b: &mut Bwd, dy: Tensor) -> Tensor {

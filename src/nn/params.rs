@@ -63,7 +63,7 @@ impl ParamStore {
             buffers: Vec::new(),
             infos: Vec::new(),
             bn_stats: Vec::new(),
-            rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x5CAD_1E5),
+            rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x05CA_D1E5),
             count_only: false,
             count: 0,
         }

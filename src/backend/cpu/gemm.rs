@@ -409,6 +409,8 @@ fn split_blas(
     (0..dim.div_ceil(step)).into_par_iter().for_each(|blk| {
         let lo = blk * step;
         let len = step.min(dim - lo);
+        // Moves the whole SendPtr into the closure (edition 2021 would capture only its raw field).
+        #[allow(clippy::redundant_locals)]
         let cp = cp;
         // Offsets of the block's first element in A, B and C (row-major, op() as flagged).
         let (a_off, b_off, c_off, mm, nn) = if along_n {
