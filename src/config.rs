@@ -212,7 +212,14 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("--config {}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| {
             let msg = e.message().replace('\n', " ");
-            Error::Config(format!("{}: {}", path.display(), msg.trim()))
+            // Name the line and column of the error (1-based), as an editor shows them.
+            let at = e.span().map(|sp| {
+                let before = &text[..sp.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(" (line {line}, column {col})")
+            });
+            Error::Config(format!("{}{}: {}", path.display(), at.unwrap_or_default(), msg.trim()))
         })
     }
 
@@ -300,6 +307,34 @@ impl RunConfig {
         if self.buffer_cap == Some(0) {
             crate::bail!(Config, "--buffer-cap must be at least 1 sample");
         }
+        if self.b_min < 1 {
+            crate::bail!(Config, "--b-min must be at least 1 (a step on 0 samples would train nothing and stall the clock)");
+        }
+        if self.eval_samples == Some(0) {
+            crate::bail!(Config, "--eval-samples must be at least 1 (0 would report accuracies of 0)");
+        }
+        if let Some(cap) = self.buffer_cap {
+            if self.policy == Policy::Ddl && cap < self.batch {
+                crate::bail!(Config, "--buffer-cap {cap} is below the DDL batch --batch {} (it could never gather a batch)", self.batch);
+            }
+        }
+        // Sizes a run could not hold: the largest batch as f32 input alone, and the synthetic set.
+        let avail = available_memory_bytes();
+        let biggest_batch = match self.policy {
+            Policy::Ddl => self.batch,
+            Policy::Scadles => self.b_max,
+        } as u128;
+        let per_sample = (crate::data::IMAGE_BYTES * 4) as u128;
+        if let Some(avail) = avail {
+            for (name, n) in [("--batch", self.batch as u128), ("--b-max", biggest_batch)] {
+                if n * per_sample > avail as u128 {
+                    crate::bail!(Config, "{name} {n}: one batch alone needs {} MiB of input, more than the {} MiB available", n * per_sample >> 20, avail >> 20);
+                }
+            }
+            if self.dataset == DatasetKind::Synthetic && (self.synthetic_train as u128 + self.synthetic_test as u128) * crate::data::IMAGE_BYTES as u128 > avail as u128 {
+                crate::bail!(Config, "--synthetic-train {} / --synthetic-test {}: the set needs more than the {} MiB available", self.synthetic_train, self.synthetic_test, avail >> 20);
+            }
+        }
         if !self.compute_scale.is_empty() {
             if self.compute_scale.len() != ranks {
                 crate::bail!(Config, "--compute-scale lists {} factors but the job has {ranks} ranks", self.compute_scale.len());
@@ -310,9 +345,15 @@ impl RunConfig {
         }
         if let Some(g) = self.link_gbps {
             pos("link-gbps", g)?;
+            if g < 1e-6 {
+                crate::bail!(Config, "--link-gbps {g}: below 1 kbit/s one gradient would take longer than the run can count");
+            }
         }
         if !(self.link_latency_ms >= 0.0 && self.link_latency_ms.is_finite()) {
             crate::bail!(Config, "--link-latency-ms must be ≥ 0, got {}", self.link_latency_ms);
+        }
+        if self.link_latency_ms > 60_000.0 {
+            crate::bail!(Config, "--link-latency-ms {}: more than a minute per message is not a link", self.link_latency_ms);
         }
         if let Some(b) = self.base_batch {
             if b < 1 {
@@ -381,6 +422,14 @@ impl RunConfig {
             compute_model,
         })
     }
+}
+
+/// MemAvailable of /proc/meminfo in bytes (None where there is no such file).
+pub fn available_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Parses `ALPHA,BETA` of `--inject` (both fractions in (0, 1]).
@@ -569,6 +618,34 @@ mod tests {
         let e = toml::from_str::<RunConfig>("inject_mode = \"everyone\"").unwrap_err().to_string();
         assert!(e.contains("everyone") || e.contains("peers"), "{e}");
         assert!(RunConfig::default().validate(4).unwrap().inject.is_none());
+    }
+
+    #[test]
+    fn sizes_and_settings_that_cannot_run_are_refused() {
+        for (c, needle) in [
+            (RunConfig { b_min: 0, ..RunConfig::default() }, "--b-min"),
+            (RunConfig { eval_samples: Some(0), ..RunConfig::default() }, "--eval-samples"),
+            (RunConfig { policy: Policy::Ddl, buffer_cap: Some(1), ..RunConfig::default() }, "--buffer-cap 1"),
+            (RunConfig { batch: 10_000_000_000, policy: Policy::Ddl, ..RunConfig::default() }, "--batch"),
+            (RunConfig { b_max: 100_000_000_000, ..RunConfig::default() }, "--b-max"),
+            (RunConfig { synthetic_train: 100_000_000_000, ..RunConfig::default() }, "--synthetic-train"),
+            (RunConfig { link_latency_ms: 1e300, ..RunConfig::default() }, "--link-latency-ms"),
+            (RunConfig { link_gbps: Some(1e-300), ..RunConfig::default() }, "--link-gbps"),
+        ] {
+            let e = c.validate(2).unwrap_err().to_string();
+            assert!(e.contains(needle) && !e.contains('\n'), "{needle}: {e}");
+        }
+        // A ScaDLES buffer cap below the DDL batch is fine: ScaDLES takes what is there.
+        RunConfig { buffer_cap: Some(16), ..RunConfig::default() }.validate(2).unwrap();
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_line_and_column() {
+        let p = std::env::temp_dir().join(format!("scadles-syntax-{}.toml", std::process::id()));
+        std::fs::write(&p, "model = \"tinycnn\"\nsteps = = 3\n").unwrap();
+        let e = RunConfig::from_toml_file(&p).unwrap_err().to_string();
+        std::fs::remove_file(&p).unwrap();
+        assert!(e.contains("line 2, column"), "{e}");
     }
 
     #[test]

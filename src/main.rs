@@ -126,11 +126,21 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Writes `scadles: error: ...` in one write, so that an abort of the job right after cannot cut
+/// the line.
+fn error_line(e: &Error) {
+    use std::io::Write;
+    let line = format!("scadles: error: {e}\n");
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(line.as_bytes());
+    let _ = err.flush();
+}
+
 fn report(r: Result<()>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("scadles: error: {e}");
+            error_line(&e);
             exit_code(&e)
         }
     }
@@ -147,7 +157,7 @@ fn with_world(f: impl FnOnce(&World) -> Result<()>) -> i32 {
         Err(e) => {
             let symmetric = matches!(e, Error::Config(_) | Error::Data(_) | Error::Diverged(_));
             if world.is_root() || !symmetric {
-                eprintln!("scadles: error: {e}");
+                error_line(&e);
             }
             if !symmetric && world.size() > 1 {
                 world.abort(exit_code(e));
@@ -178,11 +188,12 @@ fn run_one(world: &World, cfg: &RunConfig, compute: &Compute, out: Option<PathBu
     if world.any(ok.is_err()) {
         return Err(ok.err().unwrap_or_else(|| Error::Config("rank 0 could not create the run directory".into())));
     }
+    // Data errors come first, the configuration dump after the data has loaded.
+    let splits = scadles::train::load_data(cfg, world)?;
     if world.is_root() && !quiet {
         eprintln!("scadles {} | {} ranks | MPI: {}", env!("CARGO_PKG_VERSION"), world.size(), World::library_version().lines().next().unwrap_or(""));
         eprintln!("resolved configuration:\n{}", serde_json::to_string_pretty(&resolved).unwrap_or_default());
     }
-    let splits = scadles::train::load_data(cfg, world)?;
     let run = scadles::train::Run { cfg, res: &res, world, splits: &splits, out, quiet, compute };
     let s = run.train()?;
     if world.is_root() {
@@ -292,6 +303,8 @@ fn print_summary(s: &scadles::train::Summary) {
 fn compare(world: &World, args: &TrainArgs) -> Result<()> {
     let base = args.resolve()?;
     base.validate(world.size())?;
+    // The DDL side's settings are checked before the ScaDLES side trains.
+    base.ddl_baseline().validate(world.size()).map_err(|e| Error::Config(format!("compare's DDL side: {}", message(&e))))?;
     let root = base.out.clone().unwrap_or_else(scadles::metrics::default_run_dir);
     let compute = open_device(world, &base)?;
     let mut runs = Vec::new();

@@ -267,3 +267,17 @@ fn devices_reports_mpi_and_its_cuda_support() {
         }
     }
 }
+
+#[test]
+fn data_errors_come_before_the_configuration_dump_and_bounds_are_checked() {
+    let out = tmpdir("dataerr");
+    let o = out.to_str().unwrap();
+    let r = train(2, &["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/fmnist", "--out", o]);
+    let (_, se) = text(&r);
+    assert!(!r.status.success());
+    assert!(!se.contains("resolved configuration"), "the data error should come before the 70-line dump:\n{se}");
+    expect_one_line_error(2, &["--b-min", "0", "--out", o], "--b-min");
+    expect_one_line_error(2, &["--eval-samples", "0", "--out", o], "--eval-samples");
+    expect_one_line_error(2, &["--policy", "ddl", "--buffer-cap", "1", "--out", o], "--buffer-cap");
+    expect_one_line_error(2, &["--synthetic-train", "100000000000", "--out", o], "--synthetic-train");
+}
