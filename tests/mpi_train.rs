@@ -281,3 +281,25 @@ fn data_errors_come_before_the_configuration_dump_and_bounds_are_checked() {
     expect_one_line_error(2, &["--policy", "ddl", "--buffer-cap", "1", "--out", o], "--buffer-cap");
     expect_one_line_error(2, &["--synthetic-train", "100000000000", "--out", o], "--synthetic-train");
 }
+
+#[test]
+fn step_records_reach_the_disk_between_evaluations() {
+    let out = tmpdir("flush");
+    let mut c = mpirun(2);
+    c.arg(bin()).arg("train").args([
+        "--steps", "1000000", "--eval-every", "1000000", "--synthetic-train", "2000", "--synthetic-test", "100",
+        "--out", out.to_str().unwrap(),
+    ]);
+    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let steps = out.join("steps.csv");
+    let start = std::time::Instant::now();
+    while !steps.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGTERM to the launcher, which ends both ranks.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&steps).expect("steps.csv written before the first evaluation");
+    assert!(text.lines().count() > 1 && text.starts_with("step,"), "{text}");
+}

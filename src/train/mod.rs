@@ -252,6 +252,7 @@ impl Run<'_> {
         let mut x_buf: Vec<f32> = Vec::new();
         let bytes_per_sample = data::IMAGE_BYTES as u64;
         let mut next_eval_s = cfg.eval_every_s.unwrap_or(f64::INFINITY);
+        let mut last_flush = Instant::now();
         let mut max_step_s = 0.0f64;
         // The link model charges for `--link-params` parameters instead of the model's own.
         let link_scale = cfg
@@ -421,6 +422,11 @@ impl Run<'_> {
                 votes: sent.votes,
             });
             pb.inc(1);
+            // A killed run keeps its records up to a few seconds ago, whatever --eval-every says.
+            if last_flush.elapsed().as_secs_f64() >= 5.0 {
+                self.write_outputs(&out, None)?;
+                last_flush = Instant::now();
+            }
             if reached {
                 self.write_outputs(&out, None)?;
                 break;
