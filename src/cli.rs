@@ -95,6 +95,10 @@ pub struct TrainArgs {
     /// Run directory  [default: results/runs/<UTC timestamp>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace the run in --out (its outputs are removed first); without it a directory holding a
+    /// run is refused
+    #[arg(long)]
+    pub overwrite: bool,
     /// Compute threads per rank  [default: cores / ranks on the node]
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
@@ -227,6 +231,9 @@ impl TrainArgs {
             delta, ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode, bn_eval;
             data_dir, base_batch, eval_samples, eval_every_s, out, threads, target_top1, target_top5, link_gbps, link_params,
             buffer_cap, inject, ddl_buffer, ddl_compression, ddl_inject);
+        if a.overwrite {
+            c.overwrite = true;
+        }
         Ok(c)
     }
 }

@@ -184,12 +184,15 @@ fn run_one(world: &World, cfg: &RunConfig, compute: &Compute, out: Option<PathBu
     let out = out.or_else(|| cfg.out.clone()).unwrap_or_else(scadles::metrics::default_run_dir);
     let mut resolved = cfg.clone();
     resolved.out = Some(out.clone());
-    let ok = if world.is_root() { prepare_out(&out, &resolved) } else { Ok(()) };
-    if world.any(ok.is_err()) {
-        return Err(ok.err().unwrap_or_else(|| Error::Config("rank 0 could not create the run directory".into())));
-    }
-    // Data errors come first, the configuration dump after the data has loaded.
+    // Data errors come first (a run that cannot load its data leaves no directory behind), then
+    // the run directory, then the configuration dump.
     let splits = scadles::train::load_data(cfg, world)?;
+    let ok = if world.is_root() { prepare_out(&out, &resolved) } else { Ok(None) };
+    if world.any(ok.is_err()) {
+        return Err(ok.err().unwrap_or_else(|| Error::Config("rank 0 could not prepare the run directory".into())));
+    }
+    // Held (rank 0) until the run returns: a second run on the same directory is refused.
+    let _lock = ok?;
     if world.is_root() && !quiet {
         eprintln!("scadles {} | {} ranks | MPI: {}", env!("CARGO_PKG_VERSION"), world.size(), World::library_version().lines().next().unwrap_or(""));
         eprintln!("resolved configuration:\n{}", serde_json::to_string_pretty(&resolved).unwrap_or_default());
@@ -269,11 +272,54 @@ fn message(e: &Error) -> String {
     }
 }
 
-fn prepare_out(out: &std::path::Path, cfg: &RunConfig) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+/// The files a finished or running run leaves in its directory.
+const RUN_OUTPUTS: &[&str] = &["steps.csv", "eval.csv", "summary.json", "comparison.json", "accuracy_vs_time.png", "accuracy_vs_time.svg"];
+
+/// Takes an exclusive lock on `dir` (`dir/.lock`, released when the returned file closes, also when
+/// the process dies); a second run on the same directory gets a one-line error.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(".lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::Config(format!("--out {}: another run is using this directory", dir.display())));
+    }
+    Ok(f)
+}
+
+/// Refuses a directory that holds a run's outputs unless `overwrite`, in which case those
+/// outputs are removed first (and nothing else), so no stale file survives beside the new run.
+fn claim_dir(dir: &std::path::Path, overwrite: bool, outputs: &[&str]) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let lock = lock_dir(dir)?;
+    let present: Vec<&str> = outputs.iter().copied().filter(|f| dir.join(f).exists()).collect();
+    if !present.is_empty() {
+        if !overwrite {
+            return Err(Error::Config(format!(
+                "--out {} already holds a run ({}); pass --overwrite to replace it or choose another --out",
+                dir.display(),
+                present.join(", ")
+            )));
+        }
+        for f in present {
+            let p = dir.join(f);
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            } else {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+    }
+    Ok(lock)
+}
+
+fn prepare_out(out: &std::path::Path, cfg: &RunConfig) -> Result<Option<std::fs::File>> {
+    let lock = claim_dir(out, cfg.overwrite, RUN_OUTPUTS)?;
     let mut v = serde_json::to_value(cfg).map_err(|e| Error::Other(e.to_string()))?;
     v["command"] = serde_json::Value::String(std::env::args().collect::<Vec<_>>().join(" "));
-    scadles::metrics::write_json(&out.join("config.json"), &v)
+    scadles::metrics::write_json(&out.join("config.json"), &v)?;
+    Ok(Some(lock))
 }
 
 fn print_summary(s: &scadles::train::Summary) {
@@ -306,6 +352,17 @@ fn compare(world: &World, args: &TrainArgs) -> Result<()> {
     // The DDL side's settings are checked before the ScaDLES side trains.
     base.ddl_baseline().validate(world.size()).map_err(|e| Error::Config(format!("compare's DDL side: {}", message(&e))))?;
     let root = base.out.clone().unwrap_or_else(scadles::metrics::default_run_dir);
+    // The comparison's own outputs and its two runs, checked (and with --overwrite cleared) before
+    // either side trains.
+    let claimed = if world.is_root() {
+        claim_dir(&root, base.overwrite, &["comparison.json", "accuracy_vs_time.png", "accuracy_vs_time.svg", "scadles", "ddl"]).map(Some)
+    } else {
+        Ok(None)
+    };
+    if world.any(claimed.is_err()) {
+        return Err(claimed.err().unwrap_or_else(|| Error::Config("rank 0 could not prepare the run directory".into())));
+    }
+    let _lock = claimed?;
     let compute = open_device(world, &base)?;
     let mut runs = Vec::new();
     for policy in [Policy::Scadles, Policy::Ddl] {

@@ -303,3 +303,40 @@ fn step_records_reach_the_disk_between_evaluations() {
     let text = std::fs::read_to_string(&steps).expect("steps.csv written before the first evaluation");
     assert!(text.lines().count() > 1 && text.starts_with("step,"), "{text}");
 }
+
+#[test]
+fn a_run_directory_is_never_overwritten_silently_nor_shared() {
+    let out = tmpdir("reuse");
+    let o = out.to_str().unwrap();
+    let small = ["--steps", "3", "--eval-every", "3", "--synthetic-train", "400", "--synthetic-test", "50"];
+    let mut args = small.to_vec();
+    args.extend(["--out", o]);
+    let first = train(2, &args);
+    assert!(first.status.success(), "{:?}", text(&first));
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    // Reusing --out is refused and leaves the finished run as it was.
+    expect_one_line_error(2, &args, "already holds a run");
+    assert_eq!(std::fs::read_to_string(out.join("summary.json")).unwrap(), summary);
+    // --overwrite replaces it; a stale output of the old run does not survive.
+    std::fs::write(out.join("comparison.json"), "{}").unwrap();
+    let mut again = args.clone();
+    again.extend(["--overwrite", "--seed", "7"]);
+    let r = train(2, &again);
+    assert!(r.status.success(), "{:?}", text(&r));
+    assert!(!out.join("comparison.json").exists(), "a stale comparison.json survived --overwrite");
+    assert!(std::fs::read_to_string(out.join("config.json")).unwrap().contains("\"seed\": 7"));
+    // A second run on a directory in use is refused while the first holds it.
+    let busy = tmpdir("busy");
+    let b = busy.to_str().unwrap();
+    let mut c = mpirun(2);
+    c.arg(bin()).arg("train").args(["--steps", "1000000", "--eval-every", "1000000", "--synthetic-train", "400", "--synthetic-test", "50", "--out", b]);
+    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut long = c.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !busy.join("config.json").exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    expect_one_line_error(2, &["--steps", "3", "--synthetic-train", "400", "--synthetic-test", "50", "--overwrite", "--out", b], "another run is using");
+    unsafe { libc::kill(long.id() as i32, libc::SIGTERM) };
+    let _ = long.wait();
+}
