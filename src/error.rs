@@ -18,6 +18,9 @@ pub enum Error {
     /// The GPU backend was asked for and cannot be used.
     #[error("cuda: {0}")]
     Cuda(String),
+    /// Stopped by a signal (SIGINT, SIGTERM) after writing the outputs so far.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// Anything else, with its context.
     #[error("{0}")]
     Other(String),

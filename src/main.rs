@@ -70,6 +70,7 @@ fn launcher_rank() -> usize {
 fn exit_code(e: &Error) -> i32 {
     match e {
         Error::Config(_) => 2,
+        Error::Interrupted(_) => 130,
         _ => 1,
     }
 }
@@ -92,8 +93,15 @@ fn main() {
         }
     };
     let code = match cli.cmd {
-        Cmd::Train(a) => with_world(|w| train(w, &a).map(|_| ())),
-        Cmd::Compare(a) => with_world(|w| compare(w, &a.train)),
+        // The stop handlers go in after MPI_Init, so that the library's own do not replace them.
+        Cmd::Train(a) => with_world(|w| {
+            scadles::train::install_stop_handlers();
+            train(w, &a).map(|_| ())
+        }),
+        Cmd::Compare(a) => with_world(|w| {
+            scadles::train::install_stop_handlers();
+            compare(w, &a.train)
+        }),
         Cmd::Models(a) => report(models(&a)),
         Cmd::Table2 => {
             print!("{}", scadles::stream::render_table2());
@@ -155,11 +163,16 @@ fn with_world(f: impl FnOnce(&World) -> Result<()>) -> i32 {
     let code = match &r {
         Ok(()) => 0,
         Err(e) => {
-            let symmetric = matches!(e, Error::Config(_) | Error::Data(_) | Error::Diverged(_));
+            let symmetric = matches!(e, Error::Config(_) | Error::Data(_) | Error::Diverged(_) | Error::Interrupted(_));
             if world.is_root() || !symmetric {
                 error_line(&e);
             }
-            if !symmetric && world.size() > 1 {
+            // An interrupted job ends by MPI_Abort once every rank has written what it must: MPICH's
+            // launcher otherwise reports 0 for ranks that exit non-zero after its own SIGINT.
+            if (!symmetric || matches!(e, Error::Interrupted(_))) && world.size() > 1 {
+                if matches!(e, Error::Interrupted(_)) {
+                    world.barrier();
+                }
                 world.abort(exit_code(e));
             }
             exit_code(e)

@@ -340,3 +340,28 @@ fn a_run_directory_is_never_overwritten_silently_nor_shared() {
     unsafe { libc::kill(long.id() as i32, libc::SIGTERM) };
     let _ = long.wait();
 }
+
+#[test]
+fn an_interrupted_run_exits_non_zero_and_says_it_was_stopped() {
+    // MPICH's launcher used to exit 0 on SIGINT in about half the trials: three trials.
+    for trial in 0..3 {
+        let out = tmpdir(&format!("sigint{trial}"));
+        let mut c = mpirun(2);
+        c.arg(bin()).arg("train").args(["--steps", "1000000", "--eval-every", "1000000", "--synthetic-train", "400", "--synthetic-test", "50", "--out", out.to_str().unwrap()]);
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        let start = std::time::Instant::now();
+        while !out.join("steps.csv").exists() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let o = child.wait_with_output().unwrap();
+        let se = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "trial {trial}: the job exited 0 after SIGINT\n{se}");
+        let s = read_json(&out.join("summary.json"));
+        assert!(s["status"].as_str().unwrap().starts_with("stopped by SIGINT"), "trial {trial}: {s}");
+        let ours: Vec<&str> = se.lines().filter(|l| l.starts_with("scadles: error:")).collect();
+        assert_eq!(ours.len(), 1, "trial {trial}: {se}");
+        assert!(ours[0].contains("interrupted") && ours[0].ends_with(out.to_str().unwrap()), "{}", ours[0]);
+    }
+}

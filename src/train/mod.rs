@@ -94,6 +94,33 @@ pub struct Summary {
     /// How rank 0's gradient reached MPI: host memory, pinned staging, or GPU memory.
     pub gradient_path: String,
     pub out_dir: String,
+    /// `finished`, or how the run was stopped early (`stopped by SIGINT before step 40`).
+    pub status: String,
+}
+
+static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP_SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM stop training at the end of the current step on every rank (the ranks
+/// agree on it in the step's first collective): the outputs so far are written, summary.json says
+/// the run was stopped, and the process exits non-zero.
+pub fn install_stop_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores into an atomic.
+        unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
 }
 
 /// Progress bar on rank 0 only; hidden elsewhere and when `quiet`.
@@ -253,6 +280,7 @@ impl Run<'_> {
         let bytes_per_sample = data::IMAGE_BYTES as u64;
         let mut next_eval_s = cfg.eval_every_s.unwrap_or(f64::INFINITY);
         let mut last_flush = Instant::now();
+        let mut stopped: Option<(i32, u64)> = None;
         let mut max_step_s = 0.0f64;
         // The link model charges for `--link-params` parameters instead of the model's own.
         let link_scale = cfg
@@ -295,7 +323,14 @@ impl Run<'_> {
                 * scale;
             // 3. Agree on Σb (and the global loss, and divergence) in one collective.
             let nonfinite = if loss_local.is_finite() { 0.0 } else { 1.0 };
-            let agreed = world.allreduce_sum_f64(&[b_local as f64, b_local as f64 * loss_local.max(0.0), nonfinite]);
+            let sig = STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+            let agreed = world.allreduce_sum_f64(&[b_local as f64, b_local as f64 * loss_local.max(0.0), nonfinite, (sig != 0) as u8 as f64]);
+            if agreed[3] > 0.0 {
+                // Every rank takes this branch alike, so the collective below matches up.
+                let any_sig = world.allreduce_max_f64(&[sig as f64])[0] as i32;
+                stopped = Some((any_sig, step));
+                break;
+            }
             let (global_b, loss_sum) = (agreed[0] as u64, agreed[1]);
             if agreed[2] > 0.0 {
                 self.write_outputs(&out, None)?;
@@ -524,8 +559,15 @@ impl Run<'_> {
             devices,
             gradient_path: engine.gradient_path().to_string(),
             out_dir: self.out.display().to_string(),
+            status: match stopped {
+                Some((sig, step)) => format!("stopped by {} before step {step}", signal_name(sig)),
+                None => "finished".to_string(),
+            },
         };
         self.write_outputs(&out, Some(&summary))?;
+        if let Some((sig, step)) = stopped {
+            crate::bail!(Interrupted, "{} before step {step}; the outputs so far are in {}", signal_name(sig), self.out.display());
+        }
         Ok(summary)
     }
 }
