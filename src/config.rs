@@ -330,7 +330,7 @@ impl RunConfig {
         if let Some(avail) = avail {
             for (name, n) in [("--batch", self.batch as u128), ("--b-max", biggest_batch)] {
                 if n * per_sample > avail as u128 {
-                    crate::bail!(Config, "{name} {n}: one batch alone needs {} MiB of input, more than the {} MiB available", n * per_sample >> 20, avail >> 20);
+                    crate::bail!(Config, "{name} {n}: one batch alone needs {} MiB of input, more than the {} MiB available", (n * per_sample) >> 20, avail >> 20);
                 }
             }
             if self.dataset == DatasetKind::Synthetic && (self.synthetic_train as u128 + self.synthetic_test as u128) * crate::data::IMAGE_BYTES as u128 > avail as u128 {

@@ -165,7 +165,7 @@ fn with_world(f: impl FnOnce(&World) -> Result<()>) -> i32 {
         Err(e) => {
             let symmetric = matches!(e, Error::Config(_) | Error::Data(_) | Error::Diverged(_) | Error::Interrupted(_));
             if world.is_root() || !symmetric {
-                error_line(&e);
+                error_line(e);
             }
             // An interrupted job ends by MPI_Abort once every rank has written what it must: MPICH's
             // launcher otherwise reports 0 for ranks that exit non-zero after its own SIGINT.
