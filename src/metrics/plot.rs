@@ -342,6 +342,160 @@ fn font() -> Result<()> {
     }
 }
 
+mod raster {
+    use super::FONT;
+    use plotters::prelude::{BitMapBackend, DrawingBackend};
+    use plotters_backend::text_anchor::{HPos, VPos};
+    use plotters_backend::{
+        BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind,
+    };
+
+    /// The bitmap backend with its text drawn here. plotters 0.3.7's `ab_glyph` text drops each glyph's
+    /// left side bearing (a "1" sits left of its place, so "16" reads "1 6"); this wrapper forwards
+    /// everything to [`BitMapBackend`] but `draw_text`, which places each glyph at its own bounds
+    /// (plotters' vertical placement and layout box are kept, so the layout does not move).
+    pub(super) struct Raster<'a>(pub(super) BitMapBackend<'a>);
+
+    fn glyph_font() -> &'static ab_glyph::FontRef<'static> {
+        static F: std::sync::OnceLock<ab_glyph::FontRef<'static>> = std::sync::OnceLock::new();
+        F.get_or_init(|| {
+            ab_glyph::FontRef::try_from_slice(FONT)
+                .expect("the embedded font parses (checked by font())")
+        })
+    }
+
+    impl<'a> DrawingBackend for Raster<'a> {
+        type ErrorType = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
+
+        fn get_size(&self) -> (u32, u32) {
+            self.0.get_size()
+        }
+        fn ensure_prepared(
+            &mut self,
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.ensure_prepared()
+        }
+        fn present(&mut self) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.present()
+        }
+        fn draw_pixel(
+            &mut self,
+            p: BackendCoord,
+            c: BackendColor,
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.draw_pixel(p, c)
+        }
+        fn draw_line<S: BackendStyle>(
+            &mut self,
+            from: BackendCoord,
+            to: BackendCoord,
+            style: &S,
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.draw_line(from, to, style)
+        }
+        fn draw_rect<S: BackendStyle>(
+            &mut self,
+            upper_left: BackendCoord,
+            bottom_right: BackendCoord,
+            style: &S,
+            fill: bool,
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.draw_rect(upper_left, bottom_right, style, fill)
+        }
+        fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+            &mut self,
+            path: I,
+            style: &S,
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.draw_path(path, style)
+        }
+        fn draw_circle<S: BackendStyle>(
+            &mut self,
+            center: BackendCoord,
+            radius: u32,
+            style: &S,
+            fill: bool,
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.draw_circle(center, radius, style, fill)
+        }
+        fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+            &mut self,
+            vert: I,
+            style: &S,
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.fill_polygon(vert, style)
+        }
+        fn blit_bitmap(
+            &mut self,
+            pos: BackendCoord,
+            size: (u32, u32),
+            src: &[u8],
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            self.0.blit_bitmap(pos, size, src)
+        }
+
+        fn draw_text<T: BackendTextStyle>(
+            &mut self,
+            text: &str,
+            style: &T,
+            pos: BackendCoord,
+        ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
+            use ab_glyph::{Font, ScaleFont};
+            let color = style.color();
+            if color.alpha == 0.0 {
+                return Ok(());
+            }
+            let ((min_x, min_y), (max_x, max_y)) = style
+                .layout_box(text)
+                .map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
+            let (width, height) = (max_x - min_x, max_y - min_y);
+            let dx = match style.anchor().h_pos {
+                HPos::Left => 0,
+                HPos::Right => -width,
+                HPos::Center => -width / 2,
+            };
+            let dy = match style.anchor().v_pos {
+                VPos::Top => 0,
+                VPos::Center => -height / 2,
+                VPos::Bottom => -height,
+            };
+            let trans = style.transform();
+            let size = style.size() as f32;
+            let font = glyph_font();
+            let scaled = font.as_scaled(size);
+            let mut caret = 0f32;
+            let mut prev = None;
+            let mut px = Vec::new();
+            for ch in text.chars() {
+                let id = font.glyph_id(ch);
+                if let Some(p) = prev {
+                    caret += scaled.kern(p, id);
+                }
+                if let Some(g) = font
+                    .outline_glyph(id.with_scale_and_position(size, ab_glyph::point(caret, 0.0)))
+                {
+                    let b = g.px_bounds();
+                    // Baseline at size/2 below the top, as plotters places it.
+                    let (x0, y0) = (b.min.x.round() as i32, (size / 2.0 + b.min.y) as i32);
+                    g.draw(|x, y, cov| px.push((x0 + x as i32, y0 + y as i32, cov)));
+                }
+                caret += scaled.h_advance(id);
+                prev = Some(id);
+            }
+            for (x, y, cov) in px {
+                let (x, y) = trans.transform(x + dx - min_x, y + dy - min_y);
+                let c = BackendColor {
+                    alpha: color.alpha * cov as f64,
+                    rgb: color.rgb,
+                };
+                self.0.draw_pixel((pos.0 + x, pos.1 + y), c)?;
+            }
+            Ok(())
+        }
+    }
+}
+use raster::Raster;
+
 /// Renders `fig` to an RGB raster and to SVG text, then writes `NAME.png` and `NAME.svg`.
 fn write_both(path: &Path, fig: &impl Figure) -> Result<Written> {
     font()?;
@@ -349,7 +503,8 @@ fn write_both(path: &Path, fig: &impl Figure) -> Result<Written> {
     let fail = |e: String| Error::Other(format!("plot {}: {e}", path.display()));
     let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
-        let area = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+        let area =
+            Raster(BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT))).into_drawing_area();
         fig.draw(&area).map_err(fail)?;
         area.present().map_err(|e| fail(draw_err(e)))?;
     }
