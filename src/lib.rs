@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod report;
 pub mod stream;
 pub mod tensor;
 pub mod train;

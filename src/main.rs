@@ -24,6 +24,8 @@ enum Cmd {
     Models(ModelsArgs),
     /// Print the paper's Table II (data accumulated under persistence, Eq. 3)
     Table2,
+    /// Regenerate one of the paper's tables or figures (CSV, table.md beside the paper, PNG/SVG)
+    Report(scadles::report::ReportArgs),
     /// Benchmarks: training step, top-k selection, GEMM, sparse vs dense exchange
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -107,6 +109,7 @@ fn main() {
             print!("{}", scadles::stream::render_table2());
             0
         }
+        Cmd::Report(a) => report(scadles::report::main(&a)),
         Cmd::Bench(BenchCmd::Step(a)) => report(scadles::train::bench::step(&a)),
         Cmd::Bench(BenchCmd::Topk(a)) => report(scadles::train::bench::topk(&a)),
         Cmd::Bench(BenchCmd::Gemm(a)) => report(scadles::train::bench::gemm(&a)),

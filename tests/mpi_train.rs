@@ -133,6 +133,8 @@ fn scadles_reaches_the_target_in_less_virtual_time_than_ddl() {
     assert!(so.contains("speedup of ScaDLES over DDL"), "{so}");
     let png = std::fs::read(out.join("accuracy_vs_time.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(out.join("accuracy_vs_time.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("ScaDLES") && svg.contains("DDL"));
     // Both runs' files, and the summary's streaming fields.
     for run in ["scadles", "ddl"] {
         let s = read_json(&out.join(run).join("summary.json"));

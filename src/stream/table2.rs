@@ -56,17 +56,14 @@ pub struct Table2Row {
     pub cells: Vec<Table2Cell>,
 }
 
-/// The published rows: model, t, S and the three printed cells (T = 10^3, 10^4, 10^5).
-const PUBLISHED: [(&str, f64, f64, [&str; 3]); 4] = [
-    ("ResNet152", 1.2, 100.0, ["0.35", "3.5", "34.33"]),
-    ("ResNet152", 1.2, 600.0, ["2.06", "20.6", "200.6"]),
-    ("VGG19", 1.6, 100.0, ["0.47", "4.69", "46.8"]),
-    ("VGG19", 1.6, 600.0, ["2.75", "27.5", "274.83"]),
-];
+// The published rows: model, t, S and the three printed cells (T = 10^3, 10^4, 10^5).
+use crate::report::paper::TABLE2 as PUBLISHED;
 
-const TYPO_NOTE: &str = "probably a typo for 206.0 (the other cells of the row agree with Eq. 3)";
+pub const TYPO_NOTE: &str =
+    "probably a typo for 206.0 (the other cells of the row agree with Eq. 3)";
 
-fn decimals(printed: &str) -> usize {
+/// Digits after the decimal point of a number as printed (`"34.33"` → 2).
+pub fn decimals(printed: &str) -> usize {
     printed.split_once('.').map_or(0, |(_, frac)| frac.len())
 }
 

@@ -68,7 +68,7 @@ struct Comparison<'a> {
     ddl_max_buffer_samples: u64,
 }
 
-/// Writes comparison.json and accuracy_vs_time.png under `root` and prints the verdict.
+/// Writes comparison.json and accuracy_vs_time.png / .svg under `root` and prints the verdict.
 /// `cfg` is the ScaDLES side's configuration and `ddl_cfg` the DDL side's.
 pub fn report(
     root: &Path,
@@ -128,6 +128,6 @@ pub fn report(
         Some(s) => println!("speedup of ScaDLES over DDL: {s:.2}x"),
         None => println!("speedup: n/a (a run did not reach the target within --steps)"),
     }
-    println!("run directory: {} (scadles/, ddl/, comparison.json, accuracy_vs_time.png)", root.display());
+    println!("run directory: {} (scadles/, ddl/, comparison.json, accuracy_vs_time.png and .svg)", root.display());
     Ok(())
 }

@@ -1,0 +1,253 @@
+//! The paper's published values that `scadles report` sets beside ours, each with its source tag
+//! as in the spec (`shared/spec/scadles-paper.md` §0):
+//!
+//! - [P]: stated in the paper (text, table cell or equation);
+//! - [P-fig]: read off a rendered figure by eye (about ±5% of the axis range);
+//! - [C]: stated in the authors' code;
+//! - [I]: inferred or computed from the above, stated in no source.
+//!
+//! Sections follow the paper's numbering; add an item's values in its own section.
+use crate::stream::{CodeList, TableSet};
+
+/// Where a published value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    P,
+    PFig,
+    C,
+    I,
+}
+
+impl Source {
+    /// The tag as printed beside a value: `[P]`, `[P-fig]`, `[C]`, `[I]`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Source::P => "[P]",
+            Source::PFig => "[P-fig]",
+            Source::C => "[C]",
+            Source::I => "[I]",
+        }
+    }
+}
+
+/// One published value: the number used for ratios and differences, the text as published (which
+/// may carry its own qualifier, e.g. `<3` or `≈1–1.4`), and its source.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Published {
+    pub value: f64,
+    pub text: &'static str,
+    pub source: Source,
+}
+
+const fn p(value: f64, text: &'static str) -> Published {
+    Published {
+        value,
+        text,
+        source: Source::P,
+    }
+}
+
+const fn fig(value: f64, text: &'static str) -> Published {
+    Published {
+        value,
+        text,
+        source: Source::PFig,
+    }
+}
+
+const fn inferred(value: f64, text: &'static str) -> Published {
+    Published {
+        value,
+        text,
+        source: Source::I,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings shared by the evaluation.
+
+/// The seed of every reference script [C]; ours draws rates and partitions from it.
+pub const SEED: u64 = 1234;
+/// The batch bounds b_min, b_max of the evaluation [P]; the named rate sets are drawn within them.
+pub const B_MIN: usize = 8;
+pub const B_MAX: usize = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Table I — devices sampled with varying streaming rates (samples/s), 16 devices in the IID runs.
+
+/// One row of Table I.
+pub struct RateSetRow {
+    pub set: TableSet,
+    /// As printed: S1, S2, S′1, S′2.
+    pub name: &'static str,
+    /// The name `--rates` accepts.
+    pub flag: &'static str,
+    pub distribution: &'static str,
+    pub mean: Published,
+    pub std: Published,
+}
+
+pub const TABLE1: [RateSetRow; 4] = [
+    RateSetRow {
+        set: TableSet::S1,
+        name: "S1",
+        flag: "S1",
+        distribution: "uniform",
+        mean: p(38.0, "38"),
+        std: p(24.0, "24"),
+    },
+    RateSetRow {
+        set: TableSet::S2,
+        name: "S2",
+        flag: "S2",
+        distribution: "uniform",
+        mean: p(300.0, "300"),
+        std: p(112.0, "112"),
+    },
+    RateSetRow {
+        set: TableSet::S1p,
+        name: "S′1",
+        flag: "S1p",
+        distribution: "normal",
+        mean: p(64.0, "64"),
+        std: p(24.0, "24"),
+    },
+    RateSetRow {
+        set: TableSet::S2p,
+        name: "S′2",
+        flag: "S2p",
+        distribution: "normal",
+        mean: p(256.0, "256"),
+        std: p(28.0, "28"),
+    },
+];
+
+/// The devices of Table I's IID runs.
+pub const TABLE1_DEVICES: usize = 16;
+
+/// The reference code's fixed rate lists [C] and the Table I set each is labelled as in the code
+/// (index into [`TABLE1`]); the VGG19 list carries no label.
+pub const TABLE1_CODE_LISTS: [(CodeList, &str, Option<usize>); 4] = [
+    (CodeList::UniformS1, "\"Uniform S1\"", Some(0)),
+    (CodeList::UniformS2, "\"Uniform S2\"", Some(1)),
+    (CodeList::NormalS1, "\"Normal S1\"", Some(2)),
+    (CodeList::Vgg25, "VGG19 scripts (no label)", None),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Table II — data accumulated with streaming in DDL (persistence, batch 64, Eq. 3), GiB.
+
+/// Model, mean iteration time t (s) at batch 64, stream rate S (samples/s) and the three printed
+/// cells at T = 10^3, 10^4, 10^5 iterations [P].
+pub const TABLE2: [(&str, f64, f64, [&str; 3]); 4] = [
+    ("ResNet152", 1.2, 100.0, ["0.35", "3.5", "34.33"]),
+    ("ResNet152", 1.2, 600.0, ["2.06", "20.6", "200.6"]),
+    ("VGG19", 1.6, 100.0, ["0.47", "4.69", "46.8"]),
+    ("VGG19", 1.6, 600.0, ["2.75", "27.5", "274.83"]),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Table III — neural networks evaluated.
+
+/// One row of Table III, with the names our model registry uses for it.
+pub struct ModelRow {
+    /// As printed: ResNet152, VGG19.
+    pub model: &'static str,
+    /// Our registry's name: the torchvision model the reference code builds [C] (`vgg19_bn`).
+    pub ours: &'static str,
+    pub params: Published,
+    /// As printed: "IID Cifar10", "nonIID Cifar100".
+    pub data: &'static str,
+    pub classes: usize,
+    pub iid: bool,
+    pub devices: Published,
+    pub labels_per_device: Published,
+}
+
+pub const TABLE3: [ModelRow; 4] = [
+    ModelRow {
+        model: "ResNet152",
+        ours: "resnet152",
+        params: p(60.2e6, "60.2M"),
+        data: "IID Cifar10",
+        classes: 10,
+        iid: true,
+        devices: p(16.0, "16"),
+        labels_per_device: p(10.0, "10"),
+    },
+    ModelRow {
+        model: "ResNet152",
+        ours: "resnet152",
+        params: p(60.2e6, "60.2M"),
+        data: "nonIID Cifar10",
+        classes: 10,
+        iid: false,
+        devices: p(10.0, "10"),
+        labels_per_device: p(1.0, "1"),
+    },
+    ModelRow {
+        model: "VGG19",
+        ours: "vgg19_bn",
+        params: p(143.7e6, "143.7M"),
+        data: "IID Cifar100",
+        classes: 100,
+        iid: true,
+        devices: p(16.0, "16"),
+        labels_per_device: p(100.0, "100"),
+    },
+    ModelRow {
+        model: "VGG19",
+        ours: "vgg19_bn",
+        params: p(143.7e6, "143.7M"),
+        data: "nonIID Cifar100",
+        classes: 100,
+        iid: false,
+        devices: p(25.0, "25"),
+        labels_per_device: p(4.0, "4"),
+    },
+];
+
+/// The head size of the paper's models: torchvision's ImageNet default, used on CIFAR as is [C].
+pub const TABLE3_HEAD: usize = 1000;
+
+// ---------------------------------------------------------------------------------------------
+// Fig. 1 — latency to collect a mini-batch, 16 devices per rate set.
+
+pub const FIG1_BATCHES: [usize; 4] = [64, 128, 256, 512];
+
+/// Readings of Fig. 1 per set (index into [`TABLE1`]): the largest latency (s) at each batch of
+/// [`FIG1_BATCHES`], where the figure gives one [P-fig].
+pub const FIG1_MAX: [[Option<Published>; 4]; 4] = [
+    [
+        Some(fig(4.3, "≈4.3")),
+        Some(fig(9.8, "≈9.8")),
+        Some(fig(20.0, "≈20")),
+        Some(fig(42.0, "≈42")),
+    ],
+    [None, None, None, Some(fig(3.0, "<3"))],
+    [
+        Some(fig(2.0, "≈2")),
+        Some(fig(4.8, "≈4.8")),
+        Some(fig(10.6, "≈10.6")),
+        Some(fig(22.0, "≈22")),
+    ],
+    [None, None, None, Some(fig(1.4, "≈1–1.4"))],
+];
+
+/// The one smallest latency read off Fig. 1: S1 at batch 512, ≈ 5 s [P-fig].
+pub const FIG1_S1_MIN_512: Published = fig(5.0, "≈5");
+
+// ---------------------------------------------------------------------------------------------
+// Fig. 4(a) — log10(Q) vs T from Eq. 3.
+
+/// The figure's flat line at log10(Q) = 1 for tS = 0 means S = 10 [I].
+pub const FIG4A_RATE: Published = inferred(10.0, "10");
+pub const FIG4A_T_MAX: f64 = 5000.0;
+
+/// tS of each curve and its log10(Q) at T = 5000 [P-fig] (tS = 0: the flat line at 1).
+pub const FIG4A_AT_T_MAX: [(f64, Published); 4] = [
+    (0.0, fig(1.0, "1 (flat)")),
+    (10.0, fig(4.7, "≈4.7")),
+    (100.0, fig(5.7, "≈5.7")),
+    (600.0, fig(6.5, "≈6.5")),
+];
