@@ -207,7 +207,15 @@ fn local_rank(world: &World) -> usize {
 fn open_device(world: &World, cfg: &RunConfig) -> Result<Compute> {
     use scadles::backend::cuda::{select, Device, DeviceChoice};
     let mut note = None;
-    let opened = select(cfg.device, local_rank(world)).and_then(|d| match d {
+    // The GPU engine has SGD only: with auto, another optimiser trains on the CPU (with `cuda`,
+    // validation has refused it already).
+    let choice = if cfg.device == DeviceChoice::Auto && !cfg.optimizer.on_gpu() {
+        note = Some(format!("--optimizer {} runs on the CPU only", cfg.optimizer));
+        DeviceChoice::Cpu
+    } else {
+        cfg.device
+    };
+    let opened = select(choice, local_rank(world)).and_then(|d| match d {
         Device::Cpu => Ok(Compute::Cpu),
         Device::Cuda(i) => match Compute::open_cuda(i) {
             Err(e) if cfg.device == DeviceChoice::Auto => {
