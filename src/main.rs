@@ -57,6 +57,8 @@ enum BenchCmd {
     Gemm(scadles::train::bench::GemmBenchArgs),
     /// Sparse (index, value) exchange against dense allreduce (run under mpirun)
     Exchange(scadles::train::bench::ExchangeBenchArgs),
+    /// Peak resident memory of a training process per batch size and optimiser (Fig. 3)
+    Memory(scadles::train::bench::MemoryBenchArgs),
 }
 
 /// This process's rank as the launcher tells it, before MPI is initialised (to print once).
@@ -103,6 +105,7 @@ fn main() {
         Cmd::Bench(BenchCmd::Topk(a)) => report(scadles::train::bench::topk(&a)),
         Cmd::Bench(BenchCmd::Gemm(a)) => report(scadles::train::bench::gemm(&a)),
         Cmd::Bench(BenchCmd::Exchange(a)) => with_world(|w| scadles::train::bench::exchange(w, &a)),
+        Cmd::Bench(BenchCmd::Memory(a)) => report(scadles::train::bench::memory(&a)),
         Cmd::Devices => {
             match scadles::backend::cuda::probe() {
                 Ok(n) => {
