@@ -713,9 +713,9 @@ pub fn memory(a: &MemoryBenchArgs) -> Result<()> {
                     println!(
                         "{:<12} {:<12} {:>6} {:<9} {:>10.1} {:>13.1} {:>10.1} {:>11}",
                         a.model,
-                        a.shape,
+                        a.shape.to_string(),
                         c.batch,
-                        c.optimizer,
+                        c.optimizer.to_string(),
                         mib(c.peak_kib),
                         mib(c.baseline_kib),
                         mib(c.peak_kib.saturating_sub(c.baseline_kib)),
