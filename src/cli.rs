@@ -64,6 +64,10 @@ pub struct TrainArgs {
     /// SGD weight decay  [default: 0.0001]
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
+    /// sgd (momentum) | nesterov | adam (betas 0.9, 0.999, eps 1e-8; ignores --momentum); the GPU
+    /// engine has sgd only, and with --device auto another one trains on the CPU  [default: sgd]
+    #[arg(long, value_enum)]
+    pub optimizer: Option<crate::optim::OptimizerKind>,
     /// Epochs at which the lr is multiplied by gamma, comma-separated  [default: 75,150,225]
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub milestones: Option<Vec<u64>>,
@@ -226,7 +230,7 @@ impl TrainArgs {
         let a = self;
         apply!(c, a;
             model, shape, num_classes, dataset, synthetic_train, synthetic_test, augment, partition, batch, lr,
-            momentum, weight_decay, milestones, gamma, steps, eval_every, seed, device, conv_algo, policy, rates, arrival,
+            momentum, weight_decay, optimizer, milestones, gamma, steps, eval_every, seed, device, conv_algo, policy, rates, arrival,
             drift, clock, compute_scale, link_latency_ms, compute_model, buffer, window, b_min, b_max, inject_mode, compression, cr,
             delta, ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode, bn_eval;
             data_dir, base_batch, eval_samples, eval_every_s, out, threads, target_top1, target_top5, link_gbps, link_params,

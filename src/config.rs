@@ -79,6 +79,7 @@ pub struct RunConfig {
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+    pub optimizer: crate::optim::OptimizerKind,
     pub milestones: Vec<u64>,
     pub gamma: f64,
     pub base_batch: Option<usize>,
@@ -148,6 +149,7 @@ impl Default for RunConfig {
             lr: 0.1,
             momentum: 0.9,
             weight_decay: 1e-4,
+            optimizer: crate::optim::OptimizerKind::Sgd,
             milestones: vec![75, 150, 225],
             gamma: 0.2,
             base_batch: None,
@@ -270,6 +272,9 @@ impl RunConfig {
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             crate::bail!(Config, "--weight-decay must be ≥ 0, got {}", self.weight_decay);
+        }
+        if self.device == DeviceChoice::Cuda && !self.optimizer.on_gpu() {
+            crate::bail!(Config, "--optimizer {}: the GPU engine has sgd only; use --device cpu or --optimizer sgd", self.optimizer);
         }
         pos("gamma", self.gamma)?;
         if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
@@ -458,6 +463,18 @@ mod tests {
         let c = RunConfig::default();
         c.validate(4).expect("defaults are valid");
         assert_eq!(c.base_batch_for(16), 1024);
+    }
+
+    #[test]
+    fn only_sgd_is_accepted_with_the_gpu() {
+        use crate::optim::OptimizerKind;
+        let c: RunConfig = toml::from_str("optimizer = \"adam\"").unwrap();
+        assert_eq!(c.optimizer, OptimizerKind::Adam);
+        c.validate(1).expect("adam on auto/cpu is valid");
+        let gpu = RunConfig { device: DeviceChoice::Cuda, ..c };
+        let e = gpu.validate(1).unwrap_err().to_string();
+        assert!(e.contains("--optimizer adam") && !e.contains('\n'), "{e}");
+        RunConfig { optimizer: OptimizerKind::Sgd, ..gpu }.validate(1).expect("sgd on cuda is valid");
     }
 
     #[test]

@@ -59,6 +59,8 @@ enum BenchCmd {
     Gemm(scadles::train::bench::GemmBenchArgs),
     /// Sparse (index, value) exchange against dense allreduce (run under mpirun)
     Exchange(scadles::train::bench::ExchangeBenchArgs),
+    /// Peak resident memory of a training process per batch size and optimiser (Fig. 3)
+    Memory(scadles::train::bench::MemoryBenchArgs),
 }
 
 /// This process's rank as the launcher tells it, before MPI is initialised (to print once).
@@ -114,6 +116,7 @@ fn main() {
         Cmd::Bench(BenchCmd::Topk(a)) => report(scadles::train::bench::topk(&a)),
         Cmd::Bench(BenchCmd::Gemm(a)) => report(scadles::train::bench::gemm(&a)),
         Cmd::Bench(BenchCmd::Exchange(a)) => with_world(|w| scadles::train::bench::exchange(w, &a)),
+        Cmd::Bench(BenchCmd::Memory(a)) => report(scadles::train::bench::memory(&a)),
         Cmd::Devices => {
             match scadles::backend::cuda::probe() {
                 Ok(n) => {
@@ -237,7 +240,15 @@ fn local_rank(world: &World) -> usize {
 fn open_device(world: &World, cfg: &RunConfig) -> Result<Compute> {
     use scadles::backend::cuda::{select, Device, DeviceChoice};
     let mut note = None;
-    let opened = select(cfg.device, local_rank(world)).and_then(|d| match d {
+    // The GPU engine has SGD only: with auto, another optimiser trains on the CPU (with `cuda`,
+    // validation has refused it already).
+    let choice = if cfg.device == DeviceChoice::Auto && !cfg.optimizer.on_gpu() {
+        note = Some(format!("--optimizer {} runs on the CPU only", cfg.optimizer));
+        DeviceChoice::Cpu
+    } else {
+        cfg.device
+    };
+    let opened = select(choice, local_rank(world)).and_then(|d| match d {
         Device::Cpu => Ok(Compute::Cpu),
         Device::Cuda(i) => match Compute::open_cuda(i) {
             Err(e) if cfg.device == DeviceChoice::Auto => {

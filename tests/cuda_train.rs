@@ -206,8 +206,8 @@ fn engine_steps_match(gpu: &Compute, name: &str, shape: Shape) {
     let mut mc = models::build(name, shape, classes, 3).unwrap();
     let mut mg = models::build(name, shape, classes, 3).unwrap();
     let cpu_compute = Compute::Cpu;
-    let mut ec = Engine::new(&cpu_compute, &mc, mu, wd).unwrap();
-    let mut eg = Engine::new(gpu, &mg, mu, wd).unwrap();
+    let mut ec = Engine::new(&cpu_compute, &mc, scadles::optim::OptimizerKind::Sgd, mu, wd).unwrap();
+    let mut eg = Engine::new(gpu, &mg, scadles::optim::OptimizerKind::Sgd, mu, wd).unwrap();
     assert_eq!(eg.params(&mg).unwrap(), ec.params(&mc).unwrap(), "{name}: uploaded parameters");
     let samples: Vec<usize> = (0..12).collect();
     let img = data::IMAGE_BYTES;

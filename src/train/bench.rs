@@ -517,3 +517,234 @@ mod tests {
         assert_eq!(iters_for(f64::NAN), 1);
     }
 }
+
+/// `bench memory`: the peak resident memory of one training process (Fig. 3 measured on the host
+/// instead of a V100), per batch size and optimiser.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MemoryBenchArgs {
+    /// Model (see `scadles models`)
+    #[arg(long, default_value = "resnet18")]
+    pub model: String,
+    /// cifar (3×3 stem, no max-pool) or torchvision; the inputs are 32×32 either way
+    #[arg(long, value_enum, default_value = "cifar")]
+    pub shape: Shape,
+    /// Head size
+    #[arg(long, default_value_t = 10)]
+    pub num_classes: usize,
+    /// Batch sizes, comma-separated (measured in increasing order)
+    #[arg(long, value_delimiter = ',', default_value = "32,128,256,512,1024,2048")]
+    pub batch: Vec<usize>,
+    /// Optimisers, comma-separated: sgd, nesterov, adam (every batch with every optimiser)
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sgd")]
+    pub optimizer: Vec<crate::optim::OptimizerKind>,
+    /// Training steps per measurement (forward, loss, backward, optimiser step)
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// Compute threads (per-thread workspaces count in the peak)
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Also write the measured cells as CSV: model,shape,batch,optimizer,peak_mib,baseline_mib,params
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<std::path::PathBuf>,
+    /// Skip a cell whose estimated peak exceeds this fraction of MemAvailable
+    #[arg(long, default_value_t = 0.8)]
+    pub mem_fraction: f64,
+    /// Internal: measure one cell in this process and print it (the parent runs each cell so)
+    #[arg(long, hide = true, value_name = "BATCH:OPTIMIZER")]
+    pub cell: Option<String>,
+}
+
+/// One measured cell. `baseline_kib` is VmRSS with the model and the optimiser built and before
+/// any step (VmHWM there would include whatever the construction freed again); `peak_kib` is
+/// VmHWM after the steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryCell {
+    pub batch: usize,
+    pub optimizer: crate::optim::OptimizerKind,
+    pub peak_kib: u64,
+    pub baseline_kib: u64,
+    pub params: usize,
+}
+
+impl MemoryCell {
+    fn line(&self) -> String {
+        format!(
+            "memcell batch={} optimizer={} peak_kib={} baseline_kib={} params={}",
+            self.batch, self.optimizer, self.peak_kib, self.baseline_kib, self.params
+        )
+    }
+
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.strip_prefix("memcell ")?;
+        let kv: std::collections::HashMap<&str, &str> = rest.split_whitespace().filter_map(|t| t.split_once('=')).collect();
+        Some(MemoryCell {
+            batch: kv.get("batch")?.parse().ok()?,
+            optimizer: clap::ValueEnum::from_str(kv.get("optimizer")?, false).ok()?,
+            peak_kib: kv.get("peak_kib")?.parse().ok()?,
+            baseline_kib: kv.get("baseline_kib")?.parse().ok()?,
+            params: kv.get("params")?.parse().ok()?,
+        })
+    }
+}
+
+/// A `Key:   123 kB` field of a /proc file, in KiB.
+fn proc_kib(path: &str, key: &str) -> Result<u64> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::error::Error::io(path, e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .ok_or_else(|| crate::error::Error::Other(format!("{path}: no {key} field")))
+}
+
+/// This process's peak resident set (VmHWM), KiB.
+pub fn peak_rss_kib() -> Result<u64> {
+    proc_kib("/proc/self/status", "VmHWM")
+}
+
+/// This process's resident set now (VmRSS), KiB.
+pub fn rss_kib() -> Result<u64> {
+    proc_kib("/proc/self/status", "VmRSS")
+}
+
+/// Memory the kernel says can be given to a new process without swapping (MemAvailable), KiB.
+pub fn mem_available_kib() -> Result<u64> {
+    proc_kib("/proc/meminfo", "MemAvailable")
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Measures one cell in this process: model and optimiser (baseline), then a random batch and
+/// `steps` training steps (peak). Training's allocator settings apply ([`crate::train::set_threads`]).
+pub fn memory_cell(a: &MemoryBenchArgs, batch: usize, kind: crate::optim::OptimizerKind, steps: usize) -> Result<MemoryCell> {
+    crate::train::set_threads(a.threads);
+    // Every pool thread up and running before the baseline, so that when they start does not
+    // decide whether their stacks count in it.
+    rayon::broadcast(|_| ());
+    let mut model = models::build(&a.model, a.shape, a.num_classes, 1)?;
+    let mut opt = crate::optim::Optimizer::new(kind, model.num_params(), 0.9, 1e-4);
+    let baseline_kib = rss_kib()?;
+    let classes = a.num_classes;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let x: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let labels: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
+    for _ in 0..steps {
+        let logits = model.forward(Tensor::from_vec(&[batch, 3, 32, 32], x.clone()), true, &mut rng);
+        let mut d = Tensor::zeros(&[batch, classes]);
+        crate::backend::cpu::softmax_cross_entropy(logits.as_slice(), batch, classes, &labels, Some(d.as_mut_slice()));
+        drop(logits);
+        model.backward(d);
+        opt.step(&mut model.store.params, &model.store.grads, 0.01);
+    }
+    Ok(MemoryCell { batch, optimizer: kind, peak_kib: peak_rss_kib()?, baseline_kib, params: model.num_params() })
+}
+
+/// Runs one cell in a child process (this binary, `--cell`), since a process's peak never goes
+/// down; returns the cell, or why the child failed.
+fn memory_child(a: &MemoryBenchArgs, exe: &std::path::Path, batch: usize, kind: crate::optim::OptimizerKind, steps: usize) -> std::result::Result<MemoryCell, String> {
+    let out = std::process::Command::new(exe)
+        .args(["bench", "memory", "--model", &a.model, "--shape", &a.shape.to_string()])
+        .args(["--num-classes", &a.num_classes.to_string(), "--threads", &a.threads.to_string()])
+        .args(["--steps", &steps.to_string(), "--cell", &format!("{batch}:{kind}")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("could not start {}: {e}", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().find_map(MemoryCell::parse) {
+        Some(c) if out.status.success() => Ok(c),
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(format!("{} ({})", out.status, err.lines().last().unwrap_or("no message")))
+        }
+    }
+}
+
+pub fn memory(a: &MemoryBenchArgs) -> Result<()> {
+    use crate::optim::OptimizerKind;
+    if a.batch.is_empty() || a.batch.contains(&0) || a.optimizer.is_empty() || a.steps == 0 || a.threads == 0 || a.num_classes == 0 {
+        crate::bail!(Config, "bench memory: --batch, --optimizer, --steps, --threads and --num-classes must be non-empty and positive");
+    }
+    if !(a.mem_fraction > 0.0 && a.mem_fraction <= 1.0) {
+        crate::bail!(Config, "bench memory: --mem-fraction must be in (0, 1], got {}", a.mem_fraction);
+    }
+    let params = models::param_count(&a.model, a.shape, a.num_classes)?;
+    if let Some(cell) = &a.cell {
+        let parsed = cell.split_once(':').and_then(|(b, k)| Some((b.parse().ok()?, <OptimizerKind as clap::ValueEnum>::from_str(k, false).ok()?)));
+        let Some((batch, kind)) = parsed else { crate::bail!(Config, "bench memory: --cell must be BATCH:OPTIMIZER, got '{cell}'") };
+        println!("{}", memory_cell(a, batch, kind, a.steps)?.line());
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| crate::error::Error::Other(format!("bench memory: own binary: {e}")))?;
+    let mut batches = a.batch.clone();
+    batches.sort_unstable();
+    batches.dedup();
+    // The estimate of a cell: a measured cell's baseline plus its peak above the baseline scaled
+    // linearly with the batch (the fixed part, the gradient buffer and workspaces, scaled too, so
+    // it overestimates), plus the difference in optimiser state. A first probe at a small batch
+    // gives the first reference.
+    let probe_b = batches[0].min(8);
+    let mut reference = memory_child(a, &exe, probe_b, OptimizerKind::Sgd, 1)
+        .map_err(|e| crate::error::Error::Other(format!("bench memory: the probe at batch {probe_b} failed: {e}")))?;
+    println!(
+        "# peak resident memory (VmHWM) of one process: {} ({}, {} classes, {params} parameters), 32x32 inputs, {} step(s), {} thread(s); baseline = VmRSS after model + optimiser",
+        a.model, a.shape, a.num_classes, a.steps, a.threads
+    );
+    println!("{:<12} {:<12} {:>6} {:<9} {:>10} {:>13} {:>10} {:>11}", "model", "shape", "batch", "optimizer", "peak_mib", "baseline_mib", "above_mib", "params");
+    let (mut rows, mut failed) = (Vec::new(), 0);
+    for &kind in &a.optimizer {
+        for &batch in &batches {
+            let state_diff = (kind.state_per_param() as i64 - reference.optimizer.state_per_param() as i64) * params as i64 * 4 / 1024;
+            let above = reference.peak_kib.saturating_sub(reference.baseline_kib) as f64;
+            let est = (reference.baseline_kib as i64 + state_diff) as f64 + above * batch as f64 / reference.batch as f64;
+            let avail = mem_available_kib()? as f64;
+            if est > a.mem_fraction * avail {
+                eprintln!(
+                    "bench memory: skip {} {} batch {batch} {kind}: estimated peak {:.0} MiB > {:.0}% of MemAvailable {:.0} MiB",
+                    a.model,
+                    a.shape,
+                    est / 1024.0,
+                    a.mem_fraction * 100.0,
+                    avail / 1024.0
+                );
+                continue;
+            }
+            match memory_child(a, &exe, batch, kind, a.steps) {
+                Ok(c) => {
+                    println!(
+                        "{:<12} {:<12} {:>6} {:<9} {:>10.1} {:>13.1} {:>10.1} {:>11}",
+                        a.model,
+                        a.shape.to_string(),
+                        c.batch,
+                        c.optimizer.to_string(),
+                        mib(c.peak_kib),
+                        mib(c.baseline_kib),
+                        mib(c.peak_kib.saturating_sub(c.baseline_kib)),
+                        c.params
+                    );
+                    if c.batch >= reference.batch {
+                        reference = c.clone();
+                    }
+                    rows.push(c);
+                }
+                Err(e) => {
+                    eprintln!("bench memory: {} {} batch {batch} {kind} failed: {e}", a.model, a.shape);
+                    failed += 1;
+                }
+            }
+        }
+    }
+    if let Some(path) = &a.csv {
+        let mut s = String::from("model,shape,batch,optimizer,peak_mib,baseline_mib,params\n");
+        for c in &rows {
+            s += &format!("{},{},{},{},{:.3},{:.3},{}\n", a.model, a.shape, c.batch, c.optimizer, mib(c.peak_kib), mib(c.baseline_kib), c.params);
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(dir, e))?;
+        }
+        std::fs::write(path, s).map_err(|e| crate::error::Error::io(path, e))?;
+    }
+    if failed > 0 {
+        crate::bail!(Other, "bench memory: {failed} cell(s) failed");
+    }
+    Ok(())
+}

@@ -16,7 +16,7 @@ use crate::dist::World;
 use crate::error::Result;
 use crate::metrics::EvalRecord;
 use crate::models::Model;
-use crate::optim::Sgd;
+use crate::optim::{Optimizer, OptimizerKind};
 use cudarc::driver::PinnedHostSlice;
 
 /// The device a rank trains on, opened once before the run.
@@ -56,12 +56,12 @@ impl Compute {
     }
 }
 
-/// The per-run state of a [`Compute`]: the CPU optimiser, or the network on the GPU with its
+/// The per-run state of a [`Compute`]: the CPU optimiser (any of [`OptimizerKind`]), or the network on the GPU with its
 /// momentum buffer, the pinned host buffer the gradient is staged through for MPI, and the
 /// device buffers of compressed steps.
 #[allow(clippy::large_enum_variant)] // one per run, made once: its size does not matter
 pub enum Engine<'a> {
-    Cpu { opt: Sgd },
+    Cpu { opt: Optimizer },
     /// Pinned memory is what the copy engines read and write directly, at full link speed; no
     /// pageable copy of the gradient is kept besides it. `staged`: `staging` holds the gradient
     /// for the host ([`Engine::host_grads`]) and [`Engine::apply`] uploads it first.
@@ -70,10 +70,14 @@ pub enum Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    /// Sets up training of `model` (its current parameters) with SGD momentum μ and weight decay.
-    pub fn new(compute: &'a Compute, model: &Model, momentum: f32, weight_decay: f32) -> Result<Self> {
+    /// Sets up training of `model` (its current parameters) with `optimizer`, momentum μ (sgd,
+    /// nesterov) and weight decay. The GPU has SGD only: another optimiser there is a config error.
+    pub fn new(compute: &'a Compute, model: &Model, optimizer: OptimizerKind, momentum: f32, weight_decay: f32) -> Result<Self> {
         Ok(match compute {
-            Compute::Cpu => Engine::Cpu { opt: Sgd::new(model.num_params(), momentum, weight_decay) },
+            Compute::Cpu => Engine::Cpu { opt: Optimizer::new(optimizer, model.num_params(), momentum, weight_decay) },
+            Compute::Cuda { .. } if !optimizer.on_gpu() => {
+                crate::bail!(Config, "--optimizer {optimizer}: the GPU engine has sgd only; use --device cpu or --optimizer sgd")
+            }
             Compute::Cuda { be, .. } => {
                 let net = GpuNet::new(be, model, momentum, weight_decay)?;
                 let staging = be.pinned(net.num_params())?;
@@ -186,7 +190,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// One SGD step with learning rate `lr` and the (aggregated) gradient.
+    /// One optimiser step with learning rate `lr` and the (aggregated) gradient.
     pub fn apply(&mut self, model: &mut Model, lr: f32) -> Result<()> {
         match self {
             Engine::Cpu { opt } => opt.step(&mut model.store.params, &model.store.grads, lr),

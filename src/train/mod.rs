@@ -245,7 +245,7 @@ impl Run<'_> {
         let mut stream = source::RankStream::new(cfg, self.res, &parts[rank], rates[rank], rank)?;
 
         let mut model = models::build(&cfg.model, cfg.shape, cfg.num_classes, cfg.seed)?;
-        let mut engine = Engine::new(self.compute, &model, cfg.momentum as f32, cfg.weight_decay as f32)?;
+        let mut engine = Engine::new(self.compute, &model, cfg.optimizer, cfg.momentum as f32, cfg.weight_decay as f32)?;
         engine.seed_dropout(cfg.seed ^ (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         // Device buffers go to MPI directly only when every rank trains on a GPU and its library
         // says it is CUDA-aware (a collective, so every rank asks).
