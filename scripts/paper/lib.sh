@@ -155,7 +155,7 @@ paper_shared_runs() {
       smoke)
         np=2
         args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates "$set" --dataset synthetic
-              --synthetic-train 2000 --synthetic-test 400 --steps 6 --eval-every-s 2 --eval-samples 200
+              --synthetic-train 2000 --synthetic-test 400 --steps 20 --eval-every-s 4 --eval-samples 200
               --target-top1 0.2 --threads 1) ;;
       quick)
         np=16
