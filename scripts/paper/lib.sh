@@ -162,7 +162,7 @@ paper_shared_runs() {
         args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates "$set" "${data[@]}") ;;
       paper)
         np=16
-        local m=resnet152 ds=cifar10 nc=10 lr=0.1 wd=0.0001 cm=k80-resnet152 lp=60192808 t5=0.95
+        local m=resnet152 ds=cifar10 nc=1000 lr=0.1 wd=0.0001 cm=k80-resnet152 lp=60192808 t5=0.95
         if [ "$model" = vgg19 ]; then m=vgg19_bn ds=cifar100 nc=1000 lr=0.01 wd=0.0005 cm=k80-vgg19 lp=143678248 t5=0.84; fi
         args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates "$set" --model "$m" --shape torchvision
               --num-classes "$nc" --dataset "$ds" --data-dir "${PAPER_DATA_DIR:-DATA_DIR}" --lr "$lr"
