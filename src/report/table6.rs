@@ -26,10 +26,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<PathBuf>> {
     ]);
     let mut csv = Vec::new();
     let mut notes = Vec::new();
-    for mi in 0..RUN_MODELS.len() {
+    for (mi, model) in RUN_MODELS.iter().enumerate() {
         for c in cells.iter().filter(|c| c.model == mi) {
             let (p_acc, p_gb, p_speed) = &TABLE6[c.set][c.model];
-            let mut row = vec![RUN_MODELS[mi].1.to_string(), RUN_SETS[c.set].1.to_string()];
+            let mut row = vec![model.1.to_string(), RUN_SETS[c.set].1.to_string()];
             match (&c.scadles, &c.ddl) {
                 (Some(s), Some(d)) => {
                     let drop = 100.0 * (s.final_top1 - d.final_top1);
@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<PathBuf>> {
                     });
                     let f = |x: Option<f64>| x.map(|v| format!("{v}")).unwrap_or_default();
                     csv.push(vec![
-                        RUN_MODELS[mi].0.to_string(),
+                        model.0.to_string(),
                         RUN_SETS[c.set].0.to_string(),
                         format!("{}", s.final_top1),
                         format!("{}", d.final_top1),
@@ -76,7 +76,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<PathBuf>> {
                 _ => {
                     row.extend([vs_pending(p_acc), vs_pending(p_gb), vs_pending(p_speed)]);
                     csv.push(vec![
-                        RUN_MODELS[mi].0.to_string(),
+                        model.0.to_string(),
                         RUN_SETS[c.set].0.to_string(),
                         String::new(),
                         String::new(),
