@@ -100,3 +100,89 @@ paper_run() {
 paper_done() {
   echo "$PAPER_ID ($SCALE): $(paper_rel "$OUT")/: $(cd "$OUT" && find . -type f | sed 's|^\./||' | sort | tr '\n' ' ')"
 }
+
+# The shared ScaDLES/DDL runs of Table VI, Fig. 6, Fig. 7 and Table IV: for each rate set and model
+# (stand-in), one `scadles compare` (ScaDLES with Table VI's configuration against the paper's DDL)
+# into $RUNS/<set>-<model>/ (scadles/ and ddl/), and one ScaDLES run with --buffer persistence into
+# $RUNS/<set>-<model>/persistence/ (Table IV's persistence column). A finished run (summary.json in
+# each of its directories) is kept, so every item's script can call this; an unfinished one is run
+# again with --overwrite. Sets RUNS: results/paper/runs at quick scale, results/paper/<scale>/runs
+# otherwise (PAPER_RUNS overrides). PAPER_CELLS (e.g. "S1p-resnet152") limits the cells run.
+# Scales: smoke: 2 ranks, synthetic data, a few steps; quick: configs/paper-quick-<model>.toml,
+# 16 ranks, Fashion-MNIST (synthetic when it is not installed); paper: resnet152 / vgg19_bn in
+# torchvision shape on CIFAR-10 / CIFAR-100 from PAPER_DATA_DIR, 16 ranks, the paper's schedule:
+# validates the inputs and logs what it would run (PAPER_EXECUTE=1 runs it, on a cluster).
+PAPER_SETS="S1 S2 S1p S2p"
+PAPER_MODELS="resnet152 vgg19"
+
+paper_cell_done() {
+  local d=$1 s
+  for s in scadles ddl persistence; do [ -f "$d/$s/summary.json" ] || return 1; done
+}
+
+paper_shared_runs() {
+  if [ -n "${PAPER_RUNS:-}" ]; then RUNS=$PAPER_RUNS
+  elif [ "$SCALE" = quick ]; then RUNS=$ROOT/results/paper/runs
+  else RUNS=$ROOT/results/paper/$SCALE/runs; fi
+  mkdir -p "$RUNS"
+  RUNS=$(cd "$RUNS" && pwd)
+  local cells=${PAPER_CELLS:-} set model cell dir np args data=()
+  if [ -z "$cells" ]; then
+    for model in $PAPER_MODELS; do for set in $PAPER_SETS; do cells="$cells $set-$model"; done; done
+  fi
+  if [ "$SCALE" = quick ]; then
+    . "$ROOT/scripts/lib/detect.sh"
+    if ! detect_fashion_mnist >/dev/null; then
+      echo "$PAPER_ID: Fashion-MNIST is not installed: the shared runs train on the synthetic set" >&2
+      data=(--dataset synthetic)
+    fi
+  fi
+  if [ "$SCALE" = paper ]; then
+    if [ -z "${PAPER_DATA_DIR:-}" ] || [ ! -d "${PAPER_DATA_DIR:-/nonexistent}" ]; then
+      echo "$PAPER_ID: paper scale: PAPER_DATA_DIR (CIFAR-10 and CIFAR-100, the python pickles) is not set or not a directory; logging the runs only" >&2
+    fi
+  fi
+  for cell in $cells; do
+    set=${cell%-*}; model=${cell#*-}
+    case " $PAPER_SETS " in *" $set "*) ;; *) echo "$PAPER_ID: unknown rate set in cell '$cell'" >&2; exit 2 ;; esac
+    case " $PAPER_MODELS " in *" $model "*) ;; *) echo "$PAPER_ID: unknown model in cell '$cell'" >&2; exit 2 ;; esac
+    dir=$RUNS/$cell
+    if paper_cell_done "$dir"; then
+      echo "# kept: $(paper_rel "$dir") (finished before)" >> "$OUT/commands.txt"
+      continue
+    fi
+    case $SCALE in
+      smoke)
+        np=2
+        args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates "$set" --dataset synthetic
+              --synthetic-train 2000 --synthetic-test 400 --steps 20 --eval-every-s 4 --eval-samples 200
+              --target-top1 0.2 --threads 1) ;;
+      quick)
+        np=16
+        args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates "$set" "${data[@]}") ;;
+      paper)
+        np=16
+        local m=resnet152 ds=cifar10 nc=1000 lr=0.1 wd=0.0001 cm=k80-resnet152 lp=60192808 t5=0.95
+        if [ "$model" = vgg19 ]; then m=vgg19_bn ds=cifar100 nc=1000 lr=0.01 wd=0.0005 cm=k80-vgg19 lp=143678248 t5=0.84; fi
+        args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates "$set" --model "$m" --shape torchvision
+              --num-classes "$nc" --dataset "$ds" --data-dir "${PAPER_DATA_DIR:-DATA_DIR}" --lr "$lr"
+              --weight-decay "$wd" --compute-model "$cm" --link-params "$lp" --steps 100000
+              --eval-every-s 600 --eval-samples 10000 --target-top5 "$t5") ;;
+    esac
+    local cmp=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" compare "${args[@]}" --out "$dir" --overwrite)
+    local per=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" train "${args[@]}" --policy scadles --buffer persistence
+               --out "$dir/persistence" --overwrite)
+    if [ "$SCALE" = paper ] && [ "${PAPER_EXECUTE:-0}" != 1 ]; then
+      local w words=()
+      for w in "${cmp[@]}"; do words+=("$(paper_rel "$w")"); done
+      echo "# would run: ${words[*]}" | tee -a "$OUT/commands.txt"
+      words=()
+      for w in "${per[@]}"; do words+=("$(paper_rel "$w")"); done
+      echo "# would run: ${words[*]}" | tee -a "$OUT/commands.txt"
+      continue
+    fi
+    echo "$PAPER_ID: shared run $cell ($SCALE)" >&2
+    paper_run "${cmp[@]}"
+    paper_run "${per[@]}"
+  done
+}

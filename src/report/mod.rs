@@ -21,10 +21,15 @@ use std::path::{Path, PathBuf};
 
 pub mod fig1;
 pub mod fig4a;
+pub mod fig6;
+pub mod fig7;
 pub mod paper;
+pub mod runs;
 pub mod table1;
 pub mod table2;
 pub mod table3;
+pub mod table4;
+pub mod table6;
 
 /// How large a reproduction runs: `smoke` (seconds, end to end), `quick` (a 2-core machine),
 /// `paper` (the paper's own configuration, on a cluster).
@@ -46,10 +51,12 @@ impl std::fmt::Display for Scale {
     }
 }
 
-/// What one item gets: where to write and at which scale.
+/// What one item gets: where to write, at which scale, and where the shared ScaDLES/DDL runs are
+/// (Table IV, Table VI, Figs. 6 and 7).
 pub struct Ctx<'a> {
     pub out: &'a Path,
     pub scale: Scale,
+    pub runs: &'a Path,
 }
 
 impl Ctx<'_> {
@@ -85,23 +92,61 @@ pub const ITEMS: &[(&str, &str, Item)] = &[
         fig1::run,
     ),
     ("fig4a", "Fig. 4(a): log10(Q) vs T from Eq. 3", fig4a::run),
+    (
+        "table4",
+        "Table IV: ScaDLES buffer under persistence vs truncation at the target (shared runs)",
+        table4::run,
+    ),
+    (
+        "table6",
+        "Table VI: ScaDLES vs the paper's DDL: accuracy drop, buffer reduction, speedup (shared runs)",
+        table6::run,
+    ),
+    (
+        "fig6",
+        "Fig. 6: accuracy vs clock hours, ScaDLES vs DDL, per rate set (shared runs)",
+        fig6::run,
+    ),
+    (
+        "fig7",
+        "Fig. 7: log10 buffer samples vs epochs under persistence, both policies (shared runs)",
+        fig7::run,
+    ),
 ];
 
 /// `scadles report` arguments.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The table or figure: table1, table2, table3, fig1, fig4a
+    /// The table or figure: table1, table2, table3, table4, table6, fig1, fig4a, fig6, fig7
     pub id: String,
     /// Output directory [default: results/paper/<ID>]
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The shared runs of table4, table6, fig6, fig7 (scripts/paper/runs.sh) [default:
+    /// results/paper/runs at quick scale, results/paper/<SCALE>/runs otherwise]
+    #[arg(long)]
+    pub runs: Option<PathBuf>,
     /// smoke (seconds), quick (a 2-core machine) or paper (the paper's configuration)
     #[arg(long, value_enum, default_value_t = Scale::Quick)]
     pub scale: Scale,
 }
 
-/// Runs the item `id` into `out` (created if missing); returns the files written.
+/// The shared runs' default directory at `scale`.
+pub fn default_runs(scale: Scale) -> PathBuf {
+    match scale {
+        Scale::Quick => PathBuf::from("results/paper/runs"),
+        s => PathBuf::from(format!("results/paper/{s}/runs")),
+    }
+}
+
+/// Runs the item `id` into `out` (created if missing); returns the files written. The items built
+/// from the shared runs read them from [`default_runs`].
 pub fn run(id: &str, out: &Path, scale: Scale) -> Result<Vec<PathBuf>> {
+    run_with_runs(id, out, scale, &default_runs(scale))
+}
+
+/// [`run`] with the shared runs read from `runs`.
+pub fn run_with_runs(id: &str, out: &Path, scale: Scale, runs: &Path) -> Result<Vec<PathBuf>> {
     let Some(&(_, _, item)) = ITEMS.iter().find(|(name, _, _)| *name == id) else {
         let known: Vec<&str> = ITEMS.iter().map(|i| i.0).collect();
         crate::bail!(
@@ -111,7 +156,7 @@ pub fn run(id: &str, out: &Path, scale: Scale) -> Result<Vec<PathBuf>> {
         );
     };
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    item(&Ctx { out, scale })
+    item(&Ctx { out, scale, runs })
 }
 
 /// `scadles report`: runs the item and prints each file written.
@@ -120,7 +165,8 @@ pub fn main(a: &ReportArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("results/paper").join(&a.id));
-    for f in run(&a.id, &out, a.scale)? {
+    let runs = a.runs.clone().unwrap_or_else(|| default_runs(a.scale));
+    for f in run_with_runs(&a.id, &out, a.scale, &runs)? {
         println!("{}", f.display());
     }
     Ok(())

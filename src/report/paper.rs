@@ -251,3 +251,90 @@ pub const FIG4A_AT_T_MAX: [(f64, Published); 4] = [
     (100.0, fig(5.7, "≈5.7")),
     (600.0, fig(6.5, "≈6.5")),
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Table IV, Table VI, Figs. 6 and 7 — the shared ScaDLES/DDL runs, 16 devices, IID.
+
+/// The rate sets of these runs in the paper's order, as `--rates` names them, and as printed.
+pub const RUN_SETS: [(&str, &str); 4] =
+    [("S1", "S1"), ("S2", "S2"), ("S1p", "S′1"), ("S2p", "S′2")];
+/// The two models, as the run directories name them, and as printed.
+pub const RUN_MODELS: [(&str, &str); 2] = [("resnet152", "ResNet152"), ("vgg19", "VGG19")];
+
+/// Table IV [P]: ScaDLES buffer (samples, per device) at the target (95% top-5 ResNet152, 84%
+/// VGG19) under persistence and truncation, and the reduction; indexed [set][model] as
+/// [`RUN_SETS`] × [`RUN_MODELS`].
+pub const TABLE4: [[(Published, Published, Published); 2]; 4] = [
+    [
+        (p(2.9e5, "2.9×10^5"), p(129.0, "129"), p(2238.0, "2238×")),
+        (p(1e5, "1×10^5"), p(118.0, "118"), p(848.0, "848×")),
+    ],
+    [
+        (p(4.36e6, "4.36×10^6"), p(633.0, "633"), p(6889.0, "6889×")),
+        (p(4e6, "4×10^6"), p(523.0, "523"), p(7830.0, "7830×")),
+    ],
+    [
+        (p(6.2e5, "6.2×10^5"), p(143.0, "143"), p(4340.0, "4340×")),
+        (p(3.7e5, "3.7×10^5"), p(129.0, "129"), p(2861.0, "2861×")),
+    ],
+    [
+        (p(3.6e6, "3.6×10^6"), p(384.0, "384"), p(9429.0, "9429×")),
+        (p(2.5e6, "2.5×10^6"), p(360.0, "360"), p(6956.0, "6956×")),
+    ],
+];
+
+/// Table VI [P]: accuracy drop (percentage points, ScaDLES − DDL), buffer reduction (GB) and
+/// speedup to the target, indexed [set][model] as [`TABLE4`].
+pub const TABLE6: [[(Published, Published, Published); 2]; 4] = [
+    [
+        (p(-0.06, "−0.06%"), p(0.6, "0.6"), p(1.89, "1.89×")),
+        (p(-1.93, "−1.93%"), p(0.26, "0.26"), p(1.56, "1.56×")),
+    ],
+    [
+        (p(-0.32, "−0.32%"), p(5.9, "5.9"), p(1.15, "1.15×")),
+        (p(-4.18, "−4.18%"), p(3.91, "3.91"), p(2.83, "2.83×")),
+    ],
+    [
+        (p(-0.13, "−0.13%"), p(0.8, "0.8"), p(3.29, "3.29×")),
+        (p(-2.03, "−2.03%"), p(0.35, "0.35"), p(2.06, "2.06×")),
+    ],
+    [
+        (p(-0.21, "−0.21%"), p(4.03, "4.03"), p(1.42, "1.42×")),
+        (p(-1.59, "−1.59%"), p(2.58, "2.58"), p(2.13, "2.13×")),
+    ],
+];
+
+/// Bytes of one stored sample (32×32×3 uint8), as Table II's GB are computed [I].
+pub const SAMPLE_BYTES: f64 = 3072.0;
+
+/// Fig. 6 [P]: how much faster ScaDLES converges than DDL, per set and model, where the text
+/// says (S1 and S′1); `None` where the paper gives no factor.
+pub const FIG6_SPEEDUP: [[Option<Published>; 2]; 4] = [
+    [Some(p(3.33, "3.33×")), Some(p(1.92, "1.92×"))],
+    [None, None],
+    [Some(p(3.6, "≈3.6×")), Some(p(4.0, "≈4×"))],
+    [None, None],
+];
+
+/// Fig. 7 [P]: how many times more DDL buffers than ScaDLES under persistence, per set and model.
+pub const FIG7_DDL_OVER_SCADLES: [[Published; 2]; 4] = [
+    [p(2.0, "2×"), p(3.5, "3.5×")],
+    [p(3.6, "3.6×"), p(641.0, "641×")],
+    [p(4.7, "4.7×"), p(5.0, "5×")],
+    [p(3.9, "3.9×"), p(42.0, "42×")],
+];
+
+/// Fig. 7 [P-fig]: log10 buffer samples at the end, (DDL, ScaDLES) per model, for S1 and S2 (the
+/// only panels the spec reads); `None` for S′1 and S′2.
+pub const FIG7_END_LOG10: [Option<[(Published, Published); 2]>; 4] = [
+    Some([
+        (fig(5.75, "≈5.75"), fig(5.45, "≈5.45")),
+        (fig(5.5, "≈5.5"), fig(5.0, "≈5.0")),
+    ]),
+    Some([
+        (fig(6.8, "≈6.8"), fig(6.25, "≈6.25")),
+        (fig(6.75, "≈6.75"), fig(5.0, "≈5.0")),
+    ]),
+    None,
+    None,
+];
