@@ -208,6 +208,27 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Evaluates the model as it stands, records it as the evaluation of `step` at clock time
+    /// `clock_s` (eval.csv) and shows it on the progress bar.
+    #[allow(clippy::too_many_arguments)]
+    fn eval_record(
+        &self,
+        engine: &mut Engine,
+        model: &mut Model,
+        rng: &mut rand::rngs::StdRng,
+        step: u64,
+        clock_s: f64,
+        out: &mut Outputs,
+        pb: &indicatif::ProgressBar,
+    ) -> Result<EvalRecord> {
+        let mut e = engine.evaluate(self.world, model, &self.splits.test, &self.splits.norm, self.cfg.eval_samples, self.cfg.bn_eval, rng)?;
+        e.step = step;
+        e.clock_s = clock_s;
+        out.evals.push(e.clone());
+        pb.set_message(format!("loss {:.3} top1 {:.3} top5 {:.3} clock {:.1}s", e.loss, e.top1, e.top5, clock_s));
+        Ok(e)
+    }
+
     /// Trains and evaluates; rank 0 writes the run directory. Returns the summary on every rank.
     pub fn train(&self) -> Result<Summary> {
         let (cfg, world) = (self.cfg, self.world);
@@ -389,22 +410,7 @@ impl Run<'_> {
                     while next_eval_s <= clock {
                         next_eval_s += every;
                     }
-                    last_eval = engine.evaluate(
-                        world,
-                        &mut model,
-                        &self.splits.test,
-                        &self.splits.norm,
-                        cfg.eval_samples,
-                        cfg.bn_eval,
-                        &mut rng,
-                    )?;
-                    last_eval.step = step - 1;
-                    last_eval.clock_s = at;
-                    out.evals.push(last_eval.clone());
-                    pb.set_message(format!(
-                        "loss {:.3} top1 {:.3} top5 {:.3} clock {:.1}s",
-                        last_eval.loss, last_eval.top1, last_eval.top5, at
-                    ));
+                    last_eval = self.eval_record(&mut engine, &mut model, &mut rng, step - 1, at, &mut out, &pb)?;
                     if target_met(cfg, &last_eval) {
                         reached = true;
                         time_to_target = Some(at);
@@ -468,19 +474,7 @@ impl Run<'_> {
             }
             let by_steps = cfg.eval_every_s.is_none() && step % cfg.eval_every == 0;
             if by_steps || step == cfg.steps {
-                last_eval = engine.evaluate(
-                    world,
-                    &mut model,
-                    &self.splits.test,
-                    &self.splits.norm,
-                    cfg.eval_samples,
-                    cfg.bn_eval,
-                    &mut rng,
-                )?;
-                last_eval.step = step;
-                last_eval.clock_s = clock;
-                out.evals.push(last_eval.clone());
-                pb.set_message(format!("loss {:.3} top1 {:.3} top5 {:.3} clock {:.1}s", last_eval.loss, last_eval.top1, last_eval.top5, clock));
+                last_eval = self.eval_record(&mut engine, &mut model, &mut rng, step, clock, &mut out, &pb)?;
                 self.write_outputs(&out, None)?;
                 if target_met(cfg, &last_eval) {
                     time_to_target = Some(clock);
