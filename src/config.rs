@@ -97,6 +97,9 @@ pub struct RunConfig {
     pub conv_algo: crate::backend::cpu::ConvAlgo,
     pub target_top1: Option<f64>,
     pub target_top5: Option<f64>,
+    /// Keep training to `steps` after the target is reached (the time and step at the target are
+    /// still those of the first evaluation that met it).
+    pub past_target: bool,
     // streams
     pub policy: Policy,
     pub rates: String,
@@ -166,6 +169,7 @@ impl Default for RunConfig {
             conv_algo: crate::backend::cpu::ConvAlgo::Auto,
             target_top1: None,
             target_top5: None,
+            past_target: false,
             policy: Policy::Scadles,
             rates: "S1p".into(),
             arrival: Arrival::Constant,

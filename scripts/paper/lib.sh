@@ -88,12 +88,17 @@ paper_config() {
   done
 }
 
+# The command line, repository paths made relative.
+paper_words() {
+  local words=() w
+  for w in "$@"; do words+=("$(paper_rel "$w")"); done
+  echo "${words[*]}"
+}
+
 # Appends the command (repository paths made relative) to commands.txt, then runs it from the
 # repository root.
 paper_run() {
-  local words=() w
-  for w in "$@"; do words+=("$(paper_rel "$w")"); done
-  echo "${words[*]}" >> "$OUT/commands.txt"
+  paper_words "$@" >> "$OUT/commands.txt"
   (cd "$ROOT" && "$@")
 }
 
@@ -173,16 +178,19 @@ paper_shared_runs() {
     local per=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" train "${args[@]}" --policy scadles --buffer persistence
                --out "$dir/persistence" --overwrite)
     if [ "$SCALE" = paper ] && [ "${PAPER_EXECUTE:-0}" != 1 ]; then
-      local w words=()
-      for w in "${cmp[@]}"; do words+=("$(paper_rel "$w")"); done
-      echo "# would run: ${words[*]}" | tee -a "$OUT/commands.txt"
-      words=()
-      for w in "${per[@]}"; do words+=("$(paper_rel "$w")"); done
-      echo "# would run: ${words[*]}" | tee -a "$OUT/commands.txt"
+      echo "# would run: $(paper_words "${cmp[@]}")" | tee -a "$OUT/commands.txt"
+      echo "# would run: $(paper_words "${per[@]}")" | tee -a "$OUT/commands.txt"
       continue
     fi
     echo "$PAPER_ID: shared run $cell ($SCALE)" >&2
     paper_run "${cmp[@]}"
     paper_run "${per[@]}"
+    # The cell's own log, so that a later script's commands.txt (which only says "kept") never
+    # hides how a cell was made.
+    {
+      echo "# cell $cell ($SCALE), run by scripts/paper/$PAPER_ID.sh; $(date -u +%Y-%m-%dT%H:%M:%SZ) host $(uname -n) cores $(nproc) commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+      paper_words "${cmp[@]}"
+      paper_words "${per[@]}"
+    } > "$dir/commands.txt"
   done
 }

@@ -411,8 +411,8 @@ impl Run<'_> {
                         next_eval_s += every;
                     }
                     last_eval = self.eval_record(&mut engine, &mut model, &mut rng, step - 1, at, &mut out, &pb)?;
-                    if target_met(cfg, &last_eval) {
-                        reached = true;
+                    if time_to_target.is_none() && target_met(cfg, &last_eval) {
+                        reached = !cfg.past_target;
                         time_to_target = Some(at);
                         step_at_target = Some(step - 1);
                     }
@@ -476,10 +476,12 @@ impl Run<'_> {
             if by_steps || step == cfg.steps {
                 last_eval = self.eval_record(&mut engine, &mut model, &mut rng, step, clock, &mut out, &pb)?;
                 self.write_outputs(&out, None)?;
-                if target_met(cfg, &last_eval) {
+                if time_to_target.is_none() && target_met(cfg, &last_eval) {
                     time_to_target = Some(clock);
                     step_at_target = Some(step);
-                    break;
+                    if !cfg.past_target {
+                        break;
+                    }
                 }
             }
         }
