@@ -2,41 +2,11 @@
 //! write every file that results/paper/README.md names for them; the committed results are what the
 //! scripts write; and the committed Table II and Fig. 4(a) cells agree with Eq. 3, computed here
 //! independently of the library.
-use std::path::{Path, PathBuf};
+mod common;
+use common::paper::{check_readme_files, fresh_tmp, read, root, script};
 use std::process::Command;
 
 const ITEMS: [&str; 5] = ["table1", "table2", "table3", "fig1", "fig4a"];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// The file names in backticks in the files column of README.md's row for `scripts/paper/<id>.sh`.
-fn readme_files(readme: &str, id: &str) -> Vec<String> {
-    let script = format!("`scripts/paper/{id}.sh`");
-    let row = readme
-        .lines()
-        .find(|l| l.starts_with('|') && l.contains(&script))
-        .unwrap_or_else(|| panic!("results/paper/README.md has no row for {script}"));
-    let cols: Vec<&str> = row.split('|').map(str::trim).collect();
-    // | item | script | files | ...: cols[0] is empty before the first bar.
-    let files: Vec<String> = cols[3]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect();
-    assert!(
-        files.len() >= 3 && files.iter().any(|f| f == "table.md"),
-        "{id}: files column {:?}",
-        cols[3]
-    );
-    files
-}
 
 /// The cells of the data rows of the first markdown table in `md` after the line starting with
 /// `header` (the header's first cell).
@@ -90,49 +60,16 @@ fn printed_matches(printed: &str, exact: f64) -> bool {
 
 #[test]
 fn smoke_scripts_write_every_file_their_readme_row_names() {
-    let readme = read(&root().join("results/paper/README.md"));
-    let tmp = std::env::temp_dir().join(format!("scadles-paper-analytic-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = fresh_tmp("paper-analytic");
     for id in ITEMS {
         let out = tmp.join(id);
-        let o = Command::new("bash")
-            .arg(root().join(format!("scripts/paper/{id}.sh")))
-            .args(["--scale", "smoke", "--out"])
-            .arg(&out)
-            .env("SCADLES_BIN", env!("CARGO_BIN_EXE_scadles"))
-            .current_dir(root())
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{id}.sh failed\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        for f in readme_files(&readme, id) {
-            let p = out.join(&f);
-            let len = std::fs::metadata(&p)
-                .unwrap_or_else(|e| panic!("{id}: {f}: {e}"))
-                .len();
-            assert!(len > 0, "{id}: {f} is empty");
-            if f.ends_with(".png") {
-                let b = std::fs::read(&p).unwrap();
-                assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{id}: {f}");
-                assert!(len < 200_000, "{id}: {f} is {len} bytes");
-            }
-            if f.ends_with(".svg") {
-                assert!(read(&p).starts_with("<svg"), "{id}: {f}");
-            }
+        script(id, "smoke", &out, &[]);
+        for f in check_readme_files(&out, id) {
             // The committed results are what the script writes (the analytic items are
             // deterministic; commands.txt carries a date and the figures are checked above).
             if f.ends_with(".md") || f.ends_with(".csv") {
                 let committed = root().join("results/paper").join(id).join(&f);
-                assert_eq!(
-                    read(&p),
-                    read(&committed),
-                    "{id}: {f} differs from the committed {}",
-                    committed.display()
-                );
+                assert_eq!(read(&out.join(&f)), read(&committed), "{id}: {f} differs from the committed {}", committed.display());
             }
         }
         let cmds = read(&out.join("commands.txt"));

@@ -4,53 +4,14 @@
 //! the compute model) the truncation buffer is never above the persistence buffer, and is below it
 //! in the cells whose iteration outlasts the one-second window (the VGG19 ones); and the paper
 //! scale logs its runs without running them.
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::paper::{check_readme_files, read};
+use std::path::Path;
 
 const ITEMS: [&str; 4] = ["table6", "fig6", "fig7", "table4"];
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// The file names in backticks in the files column of README.md's row for `scripts/paper/<id>.sh`.
-fn readme_files(readme: &str, id: &str) -> Vec<String> {
-    let script = format!("`scripts/paper/{id}.sh`");
-    let row = readme
-        .lines()
-        .find(|l| l.starts_with('|') && l.contains(&script))
-        .unwrap_or_else(|| panic!("results/paper/README.md has no row for {script}"));
-    let cols: Vec<&str> = row.split('|').map(str::trim).collect();
-    cols[3]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
-}
-
 fn script(id: &str, scale: &str, out: &Path, runs: &Path) -> String {
-    let o = Command::new("bash")
-        .arg(root().join(format!("scripts/paper/{id}.sh")))
-        .args(["--scale", scale, "--out"])
-        .arg(out)
-        .env("SCADLES_BIN", env!("CARGO_BIN_EXE_scadles"))
-        .env("PAPER_RUNS", runs)
-        .env_remove("PAPER_CELLS")
-        .env_remove("PAPER_EXECUTE")
-        .output()
-        .expect("bash");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{id} --scale {scale}: {text}");
-    text
+    common::paper::script(id, scale, out, &[("PAPER_RUNS", runs)])
 }
 
 #[test]
@@ -58,13 +19,10 @@ fn smoke_scripts_write_every_file_and_truncation_buffers_less() {
     let tmp = std::env::temp_dir().join(format!("scadles-paper-runs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let runs = tmp.join("runs");
-    let readme = read(&root().join("results/paper/README.md"));
     for id in ITEMS {
         let out = tmp.join(id);
         script(id, "smoke", &out, &runs);
-        for f in readme_files(&readme, id) {
-            assert!(out.join(&f).is_file(), "{id}: {f} not written");
-        }
+        check_readme_files(&out, id);
         assert!(read(&out.join("table.md")).contains("paper "), "{id}");
     }
     // Every cell ran once: the later scripts kept the first one's runs.
@@ -114,5 +72,53 @@ fn paper_scale_logs_the_runs_without_running_them() {
         "paper scale ran something"
     );
     assert!(read(&tmp.join("table4/table.md")).contains("not yet run"));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The paper scale really runs (PAPER_EXECUTE=1): one cell of the shared runs with the paper's
+/// configuration (resnet152 in torchvision shape, 1000-way head, CIFAR-10 read from PAPER_DATA_DIR,
+/// the K80 compute model, the link sized as ResNet152), for two tiny steps on 2 ranks over a small
+/// CIFAR-10 written in the real binary format.
+#[test]
+fn paper_scale_runs_a_cell_for_a_few_steps() {
+    use scadles::data::cifar::write_cifar10;
+    use scadles::data::Dataset;
+    let tmp = common::paper::fresh_tmp("paper-runs-exec");
+    let data = tmp.join("cifar").join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut set = |n: usize| Dataset { images: (0..n * 3072).map(|_| (next() >> 24) as u8).collect(), labels: (0..n).map(|i| (i % 10) as u16).collect(), num_classes: 10 };
+    for b in 1..=5 {
+        write_cifar10(&data.join(format!("data_batch_{b}.bin")), &set(40)).unwrap();
+    }
+    write_cifar10(&data.join("test_batch.bin"), &set(20)).unwrap();
+    let runs = tmp.join("runs");
+    let args = "--steps 2 --rates 8,8 --batch 8 --eval-samples 8 --threads 1";
+    common::paper::script(
+        "table6",
+        "paper",
+        &tmp.join("table6"),
+        &[("PAPER_RUNS", &runs), ("PAPER_EXECUTE", std::path::Path::new("1")), ("PAPER_CELLS", std::path::Path::new("S1-resnet152")), ("PAPER_NP", std::path::Path::new("2")), ("PAPER_DATA_DIR", &tmp.join("cifar")), ("PAPER_ARGS", std::path::Path::new(args))],
+    );
+    for side in ["scadles", "ddl", "persistence"] {
+        let dir = runs.join("S1-resnet152").join(side);
+        let v: serde_json::Value = serde_json::from_str(&read(&dir.join("summary.json"))).unwrap();
+        assert_eq!(v["model"], "resnet152", "{side}");
+        assert_eq!(v["params"].as_u64(), Some(60_192_808), "{side}");
+        assert_eq!(v["ranks"].as_u64(), Some(2), "{side}");
+        assert_eq!(v["steps"].as_u64(), Some(2), "{side}");
+        assert!(v["compute_model"].as_str().unwrap().contains("k80-resnet152"), "{side}: {}", v["compute_model"]);
+        let cfg: serde_json::Value = serde_json::from_str(&read(&dir.join("config.json"))).unwrap();
+        assert_eq!(cfg["dataset"], "cifar10", "{side}");
+    }
+    let cmds = read(&runs.join("S1-resnet152").join("commands.txt"));
+    assert!(cmds.contains("--shape torchvision") && cmds.contains(args), "{cmds}");
+    assert!(read(&tmp.join("table6/table.md")).contains("S1"));
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -12,6 +12,9 @@
 #   --out DIR                   default results/paper/<id> at quick scale,
 #                               results/paper/<scale>/<id> at smoke and paper scale (so a smoke run
 #                               never overwrites the committed quick results)
+# Paper scale validates its inputs and logs what it would run (`# would run: ...` in commands.txt);
+# PAPER_EXECUTE=1 runs it (on a cluster), PAPER_DATA_DIR names the CIFAR data, PAPER_NP the ranks
+# (default: the paper's device count) and PAPER_ARGS extra flags put last (see paper_scale_args).
 # Set by paper_init: PAPER_ID, SCALE, OUT, BIN (the scadles binary; SCADLES_BIN names one to use
 # instead of building target/release/scadles), ROOT (the repository).
 # commands.txt begins, as scripts/record.sh's outputs do, with the script's command line, the date,
@@ -106,6 +109,40 @@ paper_done() {
   echo "$PAPER_ID ($SCALE): $(paper_rel "$OUT")/: $(cd "$OUT" && find . -type f | sed 's|^\./||' | sort | tr '\n' ' ')"
 }
 
+# At paper scale: warns (once) when PAPER_DATA_DIR is not a directory; the runs are then only
+# logged.
+paper_check_data() {
+  if [ "$SCALE" = paper ] && { [ -z "${PAPER_DATA_DIR:-}" ] || [ ! -d "${PAPER_DATA_DIR:-/nonexistent}" ]; }; then
+    echo "$PAPER_ID: paper scale: PAPER_DATA_DIR (CIFAR-10 and CIFAR-100 binary versions, or their cifar-10-batches-bin/ and cifar-100-binary/ folders) is not set or not a directory; logging the runs only" >&2
+  fi
+}
+
+# The paper's own configuration for the stand-in name $1 (resnet152 | vgg19), then the flags $2...
+# of the item, then PAPER_ARGS, into the array PARGS:
+# resnet152 / vgg19_bn in torchvision shape with 1000-way heads on CIFAR-10 / CIFAR-100 from
+# PAPER_DATA_DIR, the paper's LR and weight decay, its K80 compute model and the link sized as the
+# model, evaluated every 10 clock minutes on the 10,000 test images, to 95% / 84% top-5. Over the
+# item's other settings from configs/paper-quick-<model>.toml (rates, policy, compression). A flag
+# in PAPER_ARGS replaces the same flag before it: PAPER_NP=2 PAPER_ARGS="--steps 2 --rates 8,8"
+# runs a paper-scale cell for two tiny steps.
+paper_scale_args() {
+  local m=resnet152 ds=cifar10 lr=0.1 wd=0.0001 cm=k80-resnet152 lp=60192808 t5=0.95
+  if [ "$1" = vgg19 ]; then m=vgg19_bn ds=cifar100 lr=0.01 wd=0.0005 cm=k80-vgg19 lp=143678248 t5=0.84; fi
+  PARGS=(--config "$ROOT/configs/paper-quick-$1.toml" --model "$m" --shape torchvision
+         --num-classes 1000 --dataset "$ds" --data-dir "${PAPER_DATA_DIR:-DATA_DIR}" --lr "$lr"
+         --weight-decay "$wd" --compute-model "$cm" --link-params "$lp" --steps 100000
+         --eval-every-s 600 --eval-samples 10000 --target-top5 "$t5" "${@:2}")
+  read -r -a PAPER_EXTRA <<< "${PAPER_ARGS:-}"
+  # A flag given in PAPER_ARGS replaces the same flag (and its value) here: scadles takes a flag once.
+  local keep=() i=0 w
+  while [ $i -lt ${#PARGS[@]} ]; do
+    w=${PARGS[$i]}
+    if [[ $w == --* ]] && [[ " ${PAPER_EXTRA[*]} " == *" $w "* ]]; then i=$((i + 2)); continue; fi
+    keep+=("$w"); i=$((i + 1))
+  done
+  PARGS=("${keep[@]}" "${PAPER_EXTRA[@]}")
+}
+
 # The shared ScaDLES/DDL runs of Table VI, Fig. 6, Fig. 7 and Table IV: for each rate set and model
 # (stand-in), one `scadles compare` (ScaDLES with Table VI's configuration against the paper's DDL)
 # into $RUNS/<set>-<model>/ (scadles/ and ddl/), and one ScaDLES run with --buffer persistence into
@@ -142,11 +179,7 @@ paper_shared_runs() {
       data=(--dataset synthetic)
     fi
   fi
-  if [ "$SCALE" = paper ]; then
-    if [ -z "${PAPER_DATA_DIR:-}" ] || [ ! -d "${PAPER_DATA_DIR:-/nonexistent}" ]; then
-      echo "$PAPER_ID: paper scale: PAPER_DATA_DIR (CIFAR-10 and CIFAR-100, the python pickles) is not set or not a directory; logging the runs only" >&2
-    fi
-  fi
+  paper_check_data
   for cell in $cells; do
     set=${cell%-*}; model=${cell#*-}
     case " $PAPER_SETS " in *" $set "*) ;; *) echo "$PAPER_ID: unknown rate set in cell '$cell'" >&2; exit 2 ;; esac
@@ -166,13 +199,9 @@ paper_shared_runs() {
         np=16
         args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates "$set" "${data[@]}") ;;
       paper)
-        np=16
-        local m=resnet152 ds=cifar10 nc=1000 lr=0.1 wd=0.0001 cm=k80-resnet152 lp=60192808 t5=0.95
-        if [ "$model" = vgg19 ]; then m=vgg19_bn ds=cifar100 nc=1000 lr=0.01 wd=0.0005 cm=k80-vgg19 lp=143678248 t5=0.84; fi
-        args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates "$set" --model "$m" --shape torchvision
-              --num-classes "$nc" --dataset "$ds" --data-dir "${PAPER_DATA_DIR:-DATA_DIR}" --lr "$lr"
-              --weight-decay "$wd" --compute-model "$cm" --link-params "$lp" --steps 100000
-              --eval-every-s 600 --eval-samples 10000 --target-top5 "$t5") ;;
+        np=${PAPER_NP:-16}
+        paper_scale_args "$model" --rates "$set"
+        args=("${PARGS[@]}") ;;
     esac
     local cmp=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" compare "${args[@]}" --out "$dir" --overwrite)
     local per=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" train "${args[@]}" --policy scadles --buffer persistence

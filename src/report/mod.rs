@@ -29,6 +29,7 @@ pub mod table1;
 pub mod table2;
 pub mod table3;
 pub mod table4;
+pub mod table5;
 pub mod table6;
 
 /// How large a reproduction runs: `smoke` (seconds, end to end), `quick` (a 2-core machine),
@@ -98,6 +99,11 @@ pub const ITEMS: &[(&str, &str, Item)] = &[
         table4::run,
     ),
     (
+        "table5",
+        "Table V: adaptive compression, CR × δ, both criteria: CNC ratio, accuracy, floats sent to the target",
+        table5::run,
+    ),
+    (
         "table6",
         "Table VI: ScaDLES vs the paper's DDL: accuracy drop, buffer reduction, speedup (shared runs)",
         table6::run,
@@ -117,7 +123,7 @@ pub const ITEMS: &[(&str, &str, Item)] = &[
 /// `scadles report` arguments.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The table or figure: table1, table2, table3, table4, table6, fig1, fig4a, fig6, fig7
+    /// The table or figure: table1, table2, table3, table4, table5, table6, fig1, fig4a, fig6, fig7
     pub id: String,
     /// Output directory [default: results/paper/<ID>]
     #[arg(long)]

@@ -26,12 +26,23 @@ pub struct StepRow {
     pub buffer_max: u64,
     /// The buffers of all devices together (samples).
     pub buffer_sum: u64,
+    /// FP32 gradient values all ranks sent this step (0 where the column is absent).
+    pub values_sent: u64,
+    /// Whether the step sent compressed gradients.
+    pub compressed: bool,
+    /// Adaptive compression: the mean over ranks of the criterion c this step.
+    pub criterion_mean: Option<f64>,
 }
 
 /// One run directory.
 #[derive(Clone, Debug)]
 pub struct Side {
     pub final_top1: f64,
+    pub final_top5: f64,
+    /// Fraction of the steps that sent compressed gradients.
+    pub cnc_ratio: f64,
+    /// Trainable parameters of the network trained.
+    pub params: u64,
     pub time_to_target_s: Option<f64>,
     pub step_at_target: Option<u64>,
     pub max_buffer_samples: u64,
@@ -70,10 +81,16 @@ impl Side {
                 clock_s: c.get("clock_s")?,
                 buffer_max: c.get("buffer_max")? as u64,
                 buffer_sum: c.get("buffer_sum")? as u64,
+                values_sent: c.get("values_sent").unwrap_or(0.0) as u64,
+                compressed: c.get("compressed").unwrap_or(0.0) != 0.0,
+                criterion_mean: c.get("criterion_mean"),
             })
         })?;
         Ok(Some(Side {
             final_top1: num("final_top1").unwrap_or(f64::NAN),
+            final_top5: num("final_top5").unwrap_or(f64::NAN),
+            cnc_ratio: num("cnc_ratio").unwrap_or(0.0),
+            params: v.get("params").and_then(|x| x.as_u64()).unwrap_or(0),
             time_to_target_s: num("time_to_target_s"),
             step_at_target: v.get("step_at_target").and_then(|x| x.as_u64()),
             max_buffer_samples: v
@@ -99,6 +116,13 @@ impl Side {
                 .map(|r| (r.buffer_max, true)),
             None => self.steps.last().map(|r| (r.buffer_max, false)),
         }
+    }
+
+    /// FP32 values sent by all ranks up to and including the step the target was reached (and
+    /// whether it was; else over the whole run).
+    pub fn floats_to_target(&self) -> (u64, bool) {
+        let last = self.step_at_target.unwrap_or(u64::MAX);
+        (self.steps.iter().filter(|r| r.step <= last).map(|r| r.values_sent).sum(), self.step_at_target.is_some())
     }
 
     /// (epochs, steps row) for each step: epochs = samples trained so far / training-set size.

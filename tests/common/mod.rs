@@ -2,6 +2,7 @@
 //! limit so that a hang fails the test instead of stalling the suite, and temp directories.
 #![allow(dead_code)]
 pub mod gpu;
+pub mod paper;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
