@@ -14,7 +14,9 @@
 //! - AR-Topk: broadcast of 4k index bytes to N−1 ranks plus a ring allreduce of k values: per rank
 //!   (average) 3(N−1)/N · 4k, total 3(N−1) · 4k.
 //!
-//! These are the volumes the algorithms move, not measured wire bytes.
+//! These are the volumes the algorithms move, not measured wire bytes. With `dense_only` only the
+//! dense allreduce is timed (Fig. 4(b)'s gradient synchronisation), which needs two gradient-sized
+//! buffers per rank instead of three ([`exchange_resident_bytes`]).
 use super::topk::{k_for, topk};
 use crate::dist::sparse::{ar_topk_allreduce, sparse_allgather_add};
 use crate::dist::World;
@@ -72,8 +74,9 @@ pub struct ExchangeBenchRow {
     pub reps: usize,
     /// Median over reps of the slowest rank's time, seconds.
     pub dense_s: f64,
-    pub sparse_s: f64,
-    pub artopk_s: f64,
+    /// `None` when only the dense allreduce was timed.
+    pub sparse_s: Option<f64>,
+    pub artopk_s: Option<f64>,
     /// Bytes per rank and in total, by the model in the module doc.
     pub dense_bytes_per_rank: f64,
     pub dense_bytes_total: f64,
@@ -90,27 +93,88 @@ impl fmt::Display for ExchangeBenchRow {
             "exchange ranks={} n={} cr={} k={} reps={}",
             self.ranks, self.n, self.cr, self.k, self.reps
         )?;
-        writeln!(
+        write!(
             f,
             "exchange mode=dense   median_s={:.6} bytes_per_rank={:.4e} bytes_total={:.4e}",
             self.dense_s, self.dense_bytes_per_rank, self.dense_bytes_total
         )?;
-        writeln!(
-            f,
-            "exchange mode=sparse  median_s={:.6} bytes_per_rank={:.4e} bytes_total={:.4e} speedup_vs_dense={:.2}",
-            self.sparse_s,
-            self.sparse_bytes_per_rank,
-            self.sparse_bytes_total,
-            self.dense_s / self.sparse_s
-        )?;
-        write!(
-            f,
-            "exchange mode=artopk  median_s={:.6} bytes_per_rank={:.4e} bytes_total={:.4e} speedup_vs_dense={:.2}",
-            self.artopk_s,
-            self.artopk_bytes_per_rank,
-            self.artopk_bytes_total,
-            self.dense_s / self.artopk_s
-        )
+        if let Some(s) = self.sparse_s {
+            write!(
+                f,
+                "\nexchange mode=sparse  median_s={:.6} bytes_per_rank={:.4e} bytes_total={:.4e} speedup_vs_dense={:.2}",
+                s,
+                self.sparse_bytes_per_rank,
+                self.sparse_bytes_total,
+                self.dense_s / s
+            )?;
+        }
+        if let Some(s) = self.artopk_s {
+            write!(
+                f,
+                "\nexchange mode=artopk  median_s={:.6} bytes_per_rank={:.4e} bytes_total={:.4e} speedup_vs_dense={:.2}",
+                s,
+                self.artopk_bytes_per_rank,
+                self.artopk_bytes_total,
+                self.dense_s / s
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl ExchangeBenchRow {
+    /// The CSV header of [`ExchangeBenchRow::csv_rows`].
+    pub const CSV_HEADER: &'static str = "ranks,n,bytes,mode,cr,k,reps,median_s,bytes_per_rank,bytes_total,note";
+
+    /// One CSV line per timed mode (`dense`, then `sparse` and `artopk` when timed); `bytes` is the
+    /// gradient's size, 4n. The dense line's cr and k are empty (it sends everything).
+    pub fn csv_rows(&self) -> Vec<String> {
+        let mut rows = vec![format!(
+            "{},{},{},dense,,,{},{:.9},{:.6e},{:.6e},",
+            self.ranks,
+            self.n,
+            4 * self.n,
+            self.reps,
+            self.dense_s,
+            self.dense_bytes_per_rank,
+            self.dense_bytes_total
+        )];
+        for (mode, t, per, total) in [
+            ("sparse", self.sparse_s, self.sparse_bytes_per_rank, self.sparse_bytes_total),
+            ("artopk", self.artopk_s, self.artopk_bytes_per_rank, self.artopk_bytes_total),
+        ] {
+            if let Some(t) = t {
+                rows.push(format!(
+                    "{},{},{},{mode},{},{},{},{t:.9},{per:.6e},{total:.6e},",
+                    self.ranks,
+                    self.n,
+                    4 * self.n,
+                    self.cr,
+                    self.k,
+                    self.reps
+                ));
+            }
+        }
+        rows
+    }
+
+    /// The CSV line of a size not measured: `note` says why (no commas).
+    pub fn csv_skipped(ranks: usize, n: usize, note: &str) -> String {
+        format!("{ranks},{n},{},dense,,,,,,,{}", 4 * n, note.replace(',', ";"))
+    }
+}
+
+/// Bytes one rank of [`bench_exchange`] holds for `n` floats at compression ratio `cr` over
+/// `ranks` ranks, counted generously: the gradient and the allreduce buffer (plus one more
+/// gradient-sized copy for the MPI library's reduction temporary); without `dense_only` also the
+/// dense accumulator, the top-k (index, value) pairs and the gathered pairs of every rank.
+pub fn exchange_resident_bytes(n: usize, cr: f64, ranks: usize, dense_only: bool) -> f64 {
+    let grad = 4.0 * n as f64;
+    if dense_only {
+        3.0 * grad
+    } else {
+        let k = k_for(n, cr) as f64;
+        4.0 * grad + (ranks as f64 + 1.0) * 8.0 * k
     }
 }
 
@@ -172,17 +236,15 @@ fn time_collective(world: &World, reps: usize, mut f: impl FnMut() -> Result<()>
 }
 
 /// Dense allreduce of `n` floats vs the sparse allgather exchange vs AR-Topk at `cr`, median of
-/// `reps` (after one untimed round of each). Top-k selection is outside the timed region. Every
-/// rank must call it; all return the same row, which the caller prints on rank 0.
-pub fn bench_exchange(world: &World, n: usize, cr: f64, reps: usize) -> Result<ExchangeBenchRow> {
+/// `reps` (after one untimed round of each); with `dense_only` the dense allreduce alone. Top-k
+/// selection is outside the timed region. Every rank must call it; all return the same row, which
+/// the caller prints on rank 0.
+pub fn bench_exchange(world: &World, n: usize, cr: f64, reps: usize, dense_only: bool) -> Result<ExchangeBenchRow> {
     let reps = reps.max(1);
     let ranks = world.size();
     let g = random_normal(n, 1000 + world.rank() as u64);
     let k = k_for(n, cr);
-    let (mut idx, mut val) = (Vec::new(), Vec::new());
-    topk(&g, k, &mut idx, &mut val);
     let mut buf = g.clone();
-    let mut dense = vec![0f32; n];
 
     world.allreduce_sum_f32(&mut buf);
     let dense_s = time_collective(world, reps, || {
@@ -190,16 +252,23 @@ pub fn bench_exchange(world: &World, n: usize, cr: f64, reps: usize) -> Result<E
         world.allreduce_sum_f32(&mut buf);
         Ok(())
     })?;
-    sparse_allgather_add(world, &idx, &val, &mut dense)?;
-    let sparse_s = time_collective(world, reps, || {
-        sparse_allgather_add(world, &idx, &val, &mut dense).map(|_| ())
-    })?;
-    let mut step = 0u64;
-    ar_topk_allreduce(world, step, &idx, &g, &mut dense)?;
-    let artopk_s = time_collective(world, reps, || {
-        step += 1;
-        ar_topk_allreduce(world, step, &idx, &g, &mut dense).map(|_| ())
-    })?;
+    let (mut sparse_s, mut artopk_s) = (None, None);
+    if !dense_only {
+        drop(buf);
+        let (mut idx, mut val) = (Vec::new(), Vec::new());
+        topk(&g, k, &mut idx, &mut val);
+        let mut dense = vec![0f32; n];
+        sparse_allgather_add(world, &idx, &val, &mut dense)?;
+        sparse_s = Some(time_collective(world, reps, || {
+            sparse_allgather_add(world, &idx, &val, &mut dense).map(|_| ())
+        })?);
+        let mut step = 0u64;
+        ar_topk_allreduce(world, step, &idx, &g, &mut dense)?;
+        artopk_s = Some(time_collective(world, reps, || {
+            step += 1;
+            ar_topk_allreduce(world, step, &idx, &g, &mut dense).map(|_| ())
+        })?);
+    }
 
     let (p, nf, kf) = (ranks as f64, n as f64, k as f64);
     Ok(ExchangeBenchRow {
@@ -236,6 +305,44 @@ mod tests {
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "variance {var}");
         assert_eq!(x, random_normal(200_000, 5));
+    }
+
+    #[test]
+    fn exchange_rows_print_and_write_the_modes_timed() {
+        let mut r = ExchangeBenchRow {
+            ranks: 2,
+            n: 1000,
+            cr: 0.1,
+            k: 100,
+            reps: 3,
+            dense_s: 0.5,
+            sparse_s: None,
+            artopk_s: None,
+            dense_bytes_per_rank: 4000.0,
+            dense_bytes_total: 8000.0,
+            sparse_bytes_per_rank: 800.0,
+            sparse_bytes_total: 1600.0,
+            artopk_bytes_per_rank: 600.0,
+            artopk_bytes_total: 1200.0,
+        };
+        assert_eq!(r.to_string().lines().count(), 2);
+        assert_eq!(r.csv_rows(), vec!["2,1000,4000,dense,,,3,0.500000000,4.000000e3,8.000000e3,".to_string()]);
+        r.sparse_s = Some(0.25);
+        r.artopk_s = Some(0.125);
+        let text = r.to_string();
+        assert_eq!(text.lines().count(), 4);
+        assert!(text.contains("mode=sparse  median_s=0.250000") && text.contains("speedup_vs_dense=4.00"), "{text}");
+        let rows = r.csv_rows();
+        assert_eq!(rows.len(), 3);
+        assert!(rows[2].starts_with("2,1000,4000,artopk,0.1,100,3,0.125000000,"), "{}", rows[2]);
+        let cols = ExchangeBenchRow::CSV_HEADER.split(',').count();
+        assert!(rows.iter().all(|l| l.split(',').count() == cols));
+        let skipped = ExchangeBenchRow::csv_skipped(4, 10, "needs 9 GiB, 5 GiB free");
+        assert_eq!(skipped, "4,10,40,dense,,,,,,,needs 9 GiB; 5 GiB free");
+        assert_eq!(skipped.split(',').count(), cols);
+        // Dense-only holds three gradient-sized buffers; the full benchmark four plus the pairs.
+        assert_eq!(exchange_resident_bytes(1000, 0.1, 4, true), 12_000.0);
+        assert_eq!(exchange_resident_bytes(1000, 0.1, 4, false), 16_000.0 + 5.0 * 8.0 * 100.0);
     }
 
     #[test]

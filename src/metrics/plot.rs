@@ -123,12 +123,15 @@ pub fn line_plot(
 
 /// Box plot (quartile box, median, whiskers at the most extreme values within 1.5 IQR, the rest as
 /// outliers) or violin plot (Gaussian kernel density with Scott's bandwidth between the extremes,
-/// each violin scaled to its slot; the quartiles as a bar and the median as a dot).
+/// each violin scaled to its slot; the quartiles as a bar and the median as a dot), or bars (one
+/// bar from the bottom of the y axis to the mean of the values: a bar chart when each slot holds
+/// one value).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DistKind {
     #[default]
     Box,
     Violin,
+    Bar,
 }
 
 /// One group of a [`DistPlot`]: a legend label and, per category, the values (same order and
@@ -819,6 +822,10 @@ impl DistFigure<'_> {
                             dots.push(((xc, o), color.stroke_width(1)));
                         }
                     }
+                    DistKind::Bar => {
+                        let mean = v.iter().sum::<f64>() / v.len() as f64;
+                        shapes.push(vec![(l, self.y.0), (r, self.y.0), (r, mean), (l, mean)]);
+                    }
                     DistKind::Violin => {
                         let outline = violin(&v, xc, width / 2.0, log);
                         if outline.len() > 2 {
@@ -1179,7 +1186,7 @@ mod tests {
                 values: &b,
             },
         ];
-        for (kind, name) in [(DistKind::Box, "box"), (DistKind::Violin, "violin")] {
+        for (kind, name) in [(DistKind::Box, "box"), (DistKind::Violin, "violin"), (DistKind::Bar, "bar")] {
             for scale in [Scale::Linear, Scale::Log10] {
                 let p = DistPlot {
                     kind,
@@ -1216,7 +1223,7 @@ mod tests {
             label: "odd",
             values: &odd,
         }];
-        for kind in [DistKind::Box, DistKind::Violin] {
+        for kind in [DistKind::Box, DistKind::Violin, DistKind::Bar] {
             let w = DistPlot {
                 kind,
                 categories: &cats,

@@ -20,7 +20,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub mod fig1;
+pub mod fig3;
 pub mod fig4a;
+pub mod fig4b;
 pub mod fig6;
 pub mod fig7;
 pub mod paper;
@@ -92,7 +94,17 @@ pub const ITEMS: &[(&str, &str, Item)] = &[
         "Fig. 1: latency to collect 64/128/256/512 samples per rate set",
         fig1::run,
     ),
+    (
+        "fig3",
+        "Fig. 3: peak memory vs batch size and by optimiser (OUT/bench/*.csv from `scadles bench memory`)",
+        fig3::run,
+    ),
     ("fig4a", "Fig. 4(a): log10(Q) vs T from Eq. 3", fig4a::run),
+    (
+        "fig4b",
+        "Fig. 4(b): gradient synchronisation time vs size, link model and OUT/bench/exchange-np*.csv",
+        fig4b::run,
+    ),
     (
         "table4",
         "Table IV: ScaDLES buffer under persistence vs truncation at the target (shared runs)",
@@ -123,7 +135,7 @@ pub const ITEMS: &[(&str, &str, Item)] = &[
 /// `scadles report` arguments.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The table or figure: table1, table2, table3, table4, table5, table6, fig1, fig4a, fig6, fig7
+    /// The table or figure: table1, table2, table3, table4, table5, table6, fig1, fig3, fig4a, fig4b, fig6, fig7
     pub id: String,
     /// Output directory [default: results/paper/<ID>]
     #[arg(long)]
@@ -194,16 +206,22 @@ pub fn vs(paper: &Published, ours: f64, decimals: usize, cmp: Cmp) -> String {
 
 /// [`vs`] with ours already formatted as `ours_text` (the comparison still uses `ours`).
 pub fn vs_text(paper: &Published, ours: f64, ours_text: &str, cmp: Cmp) -> String {
+    cell(paper.text, paper.value, paper.source, ours, ours_text, cmp)
+}
+
+/// [`vs`] for a paper value derived from published ones (a ratio of two readings, say): `value`
+/// printed to `decimals` with the tag of `source`, ours to the same decimals.
+pub fn vs_derived(value: f64, source: paper::Source, ours: f64, decimals: usize, cmp: Cmp) -> String {
+    cell(&format!("{value:.decimals$}"), value, source, ours, &format!("{ours:.decimals$}"), cmp)
+}
+
+fn cell(paper_text: &str, paper_value: f64, source: paper::Source, ours: f64, ours_text: &str, cmp: Cmp) -> String {
     let c = match cmp {
-        Cmp::Ratio if paper.value != 0.0 => format!("×{:.3}", ours / paper.value),
+        Cmp::Ratio if paper_value != 0.0 => format!("×{:.3}", ours / paper_value),
         Cmp::Ratio => "×—".to_string(),
-        Cmp::Diff(d) => format!("Δ {:+.d$}", ours - paper.value),
+        Cmp::Diff(d) => format!("Δ {:+.d$}", ours - paper_value),
     };
-    format!(
-        "paper {} {} · ours {ours_text} · {c}",
-        paper.text,
-        paper.source.tag()
-    )
+    format!("paper {paper_text} {} · ours {ours_text} · {c}", source.tag())
 }
 
 /// A cell where the paper gives no value: `paper — · ours Y`.
@@ -336,6 +354,39 @@ pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<P
     Ok(path.to_path_buf())
 }
 
+/// One CSV record: the header's names to the fields.
+pub type Record = std::collections::HashMap<String, String>;
+
+/// Reads a CSV file of unquoted fields (as `scadles bench` writes them) into records, `None` when
+/// the file does not exist. A line with another number of fields than the header is an error.
+pub fn read_csv(path: &Path) -> Result<Option<Vec<Record>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    lines
+        .enumerate()
+        .map(|(i, l)| {
+            let f: Vec<&str> = l.split(',').collect();
+            if f.len() != header.len() {
+                crate::bail!(Other, "{}: line {}: {} fields, the header has {}", path.display(), i + 2, f.len(), header.len());
+            }
+            Ok(header.iter().zip(f).map(|(h, v)| (h.to_string(), v.to_string())).collect())
+        })
+        .collect::<Result<Vec<Record>>>()
+        .map(Some)
+}
+
+/// The field `key` of `r` parsed as `T`, or an error naming the file.
+pub fn field<T: std::str::FromStr>(r: &Record, key: &str, path: &Path) -> Result<T> {
+    r.get(key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Other(format!("{}: field '{key}' missing or not a number in {r:?}", path.display())))
+}
+
 /// Summary statistics of a list; the standard deviation is the sample one (n − 1), 0 for n < 2.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Summary {
@@ -414,6 +465,7 @@ mod tests {
             "paper 0 [I] · ours 1 · ×—"
         );
         assert_eq!(ours_only("7"), "paper — · ours 7");
+        assert_eq!(vs_derived(1.25, Source::PFig, 1.5, 2, Cmp::Ratio), "paper 1.25 [P-fig] · ours 1.50 · ×1.200");
         assert_eq!(thousands(60_192_808), "60,192,808");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000), "1,000");
@@ -440,7 +492,6 @@ mod tests {
             std::fs::read_to_string(&p).unwrap(),
             "k,v\n\"a,b\",\"say \"\"hi\"\"\"\n"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
         let s = Summary::of(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap();
         assert_eq!(
             (s.n, s.mean, s.min, s.median, s.max),
@@ -449,6 +500,15 @@ mod tests {
         assert!((s.std - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
         assert_eq!(Summary::of(&[3.0]).unwrap().std, 0.0);
         assert!(Summary::of(&[]).is_none());
+        std::fs::write(dir.join("r.csv"), "a,b\n1,x\n\n2,y\n").unwrap();
+        let r = read_csv(&dir.join("r.csv")).unwrap().unwrap();
+        assert_eq!((r.len(), r[1]["b"].as_str()), (2, "y"));
+        assert_eq!(field::<u32>(&r[0], "a", &dir).unwrap(), 1);
+        assert!(field::<u32>(&r[0], "b", &dir).is_err());
+        assert!(read_csv(&dir.join("none.csv")).unwrap().is_none());
+        std::fs::write(dir.join("bad.csv"), "a,b\n1\n").unwrap();
+        assert!(read_csv(&dir.join("bad.csv")).unwrap_err().to_string().contains("line 2: 1 fields"));
+        std::fs::remove_dir_all(&dir).unwrap();
         let e = run("nope", &dir, Scale::Quick).unwrap_err().to_string();
         assert!(
             e.contains("unknown item 'nope'") && e.contains("table1, table2"),

@@ -238,6 +238,43 @@ pub const FIG1_MAX: [[Option<Published>; 4]; 4] = [
 pub const FIG1_S1_MIN_512: Published = fig(5.0, "≈5");
 
 // ---------------------------------------------------------------------------------------------
+// Fig. 3 — GPU memory in DDL (NVIDIA V100), GB.
+
+/// The batch sizes of Fig. 3(a).
+pub const FIG3_BATCHES: [usize; 6] = [32, 128, 256, 512, 1024, 2048];
+
+/// Fig. 3(a) [P-fig]: memory (GB) at each batch of [`FIG3_BATCHES`], per model as
+/// [`RUN_MODELS`] (ResNet152 on CIFAR10, VGG19 on CIFAR100).
+pub const FIG3A_GB: [[Published; 6]; 2] = [
+    [
+        fig(2.2, "≈2.2"),
+        fig(2.5, "≈2.5"),
+        fig(3.0, "≈3.0"),
+        fig(4.3, "≈4.3"),
+        fig(6.5, "≈6.5"),
+        fig(10.6, "≈10.6"),
+    ],
+    [
+        fig(3.8, "≈3.8"),
+        fig(4.1, "≈4.1"),
+        fig(4.4, "≈4.4"),
+        fig(5.9, "≈5.9"),
+        fig(8.8, "≈8.8"),
+        fig(15.2, "≈15.2"),
+    ],
+];
+
+/// The optimisers of Fig. 3(b), as `--optimizer` names them, and as printed.
+pub const FIG3_OPTIMIZERS: [(&str, &str); 3] = [("sgd", "SGD"), ("nesterov", "Nesterov"), ("adam", "Adam")];
+
+/// Fig. 3(b) [P-fig]: memory (GB) per optimiser of [`FIG3_OPTIMIZERS`], per model (the batch is
+/// not stated; the SGD bars lie below Fig. 3(a)'s batch-32 values).
+pub const FIG3B_GB: [[Published; 3]; 2] = [
+    [fig(1.95, "≈1.95"), fig(2.2, "≈2.2"), fig(2.45, "≈2.45")],
+    [fig(3.35, "≈3.35"), fig(4.1, "≈4.1"), fig(4.5, "≈4.5")],
+];
+
+// ---------------------------------------------------------------------------------------------
 // Fig. 4(a) — log10(Q) vs T from Eq. 3.
 
 /// The figure's flat line at log10(Q) = 1 for tS = 0 means S = 10 [I].
@@ -250,6 +287,23 @@ pub const FIG4A_AT_T_MAX: [(f64, Published); 4] = [
     (10.0, fig(4.7, "≈4.7")),
     (100.0, fig(5.7, "≈5.7")),
     (600.0, fig(6.5, "≈6.5")),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Fig. 4(b) — gradient synchronisation time vs gradient size, 8 K80 GPUs over 5 Gbps Ethernet.
+
+/// The link and the GPUs of Fig. 4(b) [P].
+pub const FIG4B_GBPS: f64 = 5.0;
+pub const FIG4B_RANKS: usize = 8;
+pub const FIG4B_MB: f64 = 1_048_576.0;
+
+/// Fig. 4(b): the model, its gradient in MB [P] and the synchronisation time in seconds [P-fig].
+/// The MB are MiB (2^20 bytes) [I]: ResNet152's 60,192,808 floats are 229.6 MiB, VGG19's
+/// 143,678,248 are 548.1 MiB.
+pub const FIG4B: [(&str, f64, Published); 3] = [
+    ("Transformer", 46.0, fig(0.1, "≈0.1")),
+    ("ResNet152", 230.0, fig(1.05, "≈1.05")),
+    ("VGG19", 548.0, fig(1.45, "≈1.45")),
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -377,24 +377,84 @@ pub fn gemm(a: &GemmBenchArgs) -> Result<()> {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExchangeBenchArgs {
-    #[arg(long, default_value_t = 60_192_808)]
-    pub n: usize,
+    /// Gradient sizes in floats, comma-separated (each timed in turn)
+    #[arg(long, value_delimiter = ',', default_value = "60192808")]
+    pub n: Vec<usize>,
+    /// Compression ratios of the sparse exchanges, comma-separated (ignored with --dense-only)
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.01")]
     pub cr: Vec<f64>,
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
+    /// Time the dense allreduce only (once per size), not the sparse exchanges
+    #[arg(long)]
+    pub dense_only: bool,
+    /// Also write the rows as CSV (rank 0): ranks,n,bytes,mode,cr,k,reps,median_s,bytes_per_rank,bytes_total,note;
+    /// a size skipped for memory has an empty median_s and says why in note
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<std::path::PathBuf>,
+    /// Skip a size whose buffers, summed over the ranks on one host, exceed this fraction of MemAvailable
+    #[arg(long, default_value_t = 0.8)]
+    pub mem_fraction: f64,
+}
+
+/// Whether `ranks_here` ranks holding `bytes_per_rank` each fit in `fraction` of `available` bytes.
+pub fn exchange_fits(bytes_per_rank: f64, ranks_here: usize, available: f64, fraction: f64) -> bool {
+    bytes_per_rank * ranks_here as f64 <= fraction * available
+}
+
+/// This host's name (the kernel's), to count the ranks that share it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 pub fn exchange(world: &World, a: &ExchangeBenchArgs) -> Result<()> {
     if a.cr.iter().any(|&c| !(c > 0.0 && c <= 1.0)) {
         crate::bail!(Config, "--cr values must be in (0, 1], got {:?}", a.cr);
     }
+    if a.n.is_empty() || a.n.contains(&0) || a.cr.is_empty() {
+        crate::bail!(Config, "bench exchange: --n and --cr must be non-empty and positive");
+    }
+    if !(a.mem_fraction > 0.0 && a.mem_fraction <= 1.0) {
+        crate::bail!(Config, "bench exchange: --mem-fraction must be in (0, 1], got {}", a.mem_fraction);
+    }
     crate::train::set_threads(crate::train::threads_per_rank(None));
-    for &cr in &a.cr {
-        let row = crate::compress::bench::bench_exchange(world, a.n, cr, a.reps)?;
-        if world.is_root() {
-            println!("{row}");
+    let host = host_name();
+    let ranks_here = world.allgather_strings(&host).iter().filter(|h| **h == host).count();
+    let crs: &[f64] = if a.dense_only { &a.cr[..1] } else { &a.cr };
+    let mut csv = vec![crate::compress::bench::ExchangeBenchRow::CSV_HEADER.to_string()];
+    for &n in &a.n {
+        for &cr in crs {
+            let need = crate::compress::bench::exchange_resident_bytes(n, cr, world.size(), a.dense_only);
+            let avail = mem_available_kib()? as f64 * 1024.0;
+            let fits = exchange_fits(need, ranks_here, avail, a.mem_fraction);
+            // Every rank skips when any host is short, so that the collectives still match.
+            if world.allreduce_max_f64(&[if fits { 0.0 } else { 1.0 }])[0] > 0.0 {
+                let note = format!(
+                    "skipped: {ranks_here} rank(s) x {:.0} MiB > {:.0}% of MemAvailable {:.0} MiB on {host}",
+                    need / 1048576.0,
+                    a.mem_fraction * 100.0,
+                    avail / 1048576.0
+                );
+                if world.is_root() {
+                    eprintln!("bench exchange: n={n}: {note}");
+                    csv.push(crate::compress::bench::ExchangeBenchRow::csv_skipped(world.size(), n, &note));
+                }
+                continue;
+            }
+            let row = crate::compress::bench::bench_exchange(world, n, cr, a.reps, a.dense_only)?;
+            if world.is_root() {
+                println!("{row}");
+                csv.extend(row.csv_rows());
+            }
         }
+    }
+    if let (Some(path), true) = (&a.csv, world.is_root()) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(dir, e))?;
+        }
+        let mut s = csv.join("\n");
+        s.push('\n');
+        std::fs::write(path, s).map_err(|e| crate::error::Error::io(path, e))?;
     }
     Ok(())
 }
@@ -415,6 +475,7 @@ mod tests {
         Step(StepBenchArgs),
         Gemm(GemmBenchArgs),
         Topk(TopkBenchArgs),
+        Exchange(ExchangeBenchArgs),
     }
 
     fn step_args(argv: &[&str]) -> std::result::Result<StepBenchArgs, clap::Error> {
@@ -450,6 +511,19 @@ mod tests {
         assert_eq!((g.device, g.precision, g.sizes), (crate::backend::cuda::DeviceChoice::Cuda, vec![GemmPrecision::Tf32], vec![GemmShape { m: 7, n: 5, k: 3 }]));
         let Sub::Topk(t) = Cli::try_parse_from(["b", "topk", "--device", "cuda"]).unwrap().cmd else { unreachable!() };
         assert_eq!((t.n, t.cr.clone(), t.device), (60_192_808, vec![0.1, 0.01], crate::backend::cuda::DeviceChoice::Cuda));
+    }
+
+    #[test]
+    fn exchange_takes_a_size_list_dense_only_and_checks_memory() {
+        let Sub::Exchange(e) = Cli::try_parse_from(["b", "exchange"]).unwrap().cmd else { unreachable!() };
+        assert_eq!((e.n, e.dense_only, e.csv), (vec![60_192_808], false, None));
+        let Sub::Exchange(e) = Cli::try_parse_from(["b", "exchange", "--n", "11500000,57500000", "--dense-only", "--csv", "x.csv"]).unwrap().cmd else { unreachable!() };
+        assert_eq!((e.n, e.dense_only, e.csv), (vec![11_500_000, 57_500_000], true, Some("x.csv".into())));
+        // 4 ranks of 1 GiB fit in 0.8 of 8 GiB, not of 4 GiB.
+        let g = 1024.0 * 1048576.0;
+        assert!(exchange_fits(g, 4, 8.0 * g, 0.8));
+        assert!(!exchange_fits(g, 4, 4.0 * g, 0.8));
+        assert!(exchange_fits(g, 1, 4.0 * g, 0.8));
     }
 
     #[test]
