@@ -44,7 +44,7 @@ for model in $models; do
                   --target-top1 0.2 --threads 1) ;;
           quick)
             np=16
-            args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates S1p --steps 180 "${data[@]}") ;;
+            args=(--config "$ROOT/configs/paper-quick-$model.toml" --rates S1p --steps 150 "${data[@]}") ;;
           paper)
             np=${PAPER_NP:-16}
             paper_scale_args "$model" --rates S1p
