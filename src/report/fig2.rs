@@ -23,7 +23,7 @@ fn runs_of(runs: &std::path::Path, prefix: &str) -> Result<Vec<(usize, Side)>> {
             out.push((n, s));
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
     Ok(out)
 }
 
