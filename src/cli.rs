@@ -170,7 +170,7 @@ pub struct TrainArgs {
     /// Largest ScaDLES batch  [default: 1024]
     #[arg(long, allow_negative_numbers = true)]
     pub b_max: Option<usize>,
-    /// Data injection ALPHA,BETA: each rank receives ⌊β·b_peer⌋ samples from each of ⌈α·N⌉ random
+    /// Data injection: none, or ALPHA,BETA: each rank receives ⌊β·b_peer⌋ samples from each of ⌈α·N⌉ random
     /// peers per step (--inject-mode peers)  [default: off]
     #[arg(long, allow_negative_numbers = true)]
     pub inject: Option<String>,

@@ -388,8 +388,8 @@ impl RunConfig {
             .drift
             .parse()
             .map_err(|e: String| Error::Config(format!("--drift: {e}")))?;
-        let inject = match &self.inject {
-            None => None,
+        let inject = match self.inject.as_deref() {
+            None | Some("none") => None,
             Some(s) => {
                 let (alpha, beta) = parse_inject(s)?;
                 Some(Injection { mode: self.inject_mode, alpha, beta })
@@ -446,7 +446,7 @@ pub fn available_memory_bytes() -> Option<u64> {
 /// Parses `ALPHA,BETA` of `--inject` (both fractions in (0, 1]).
 pub fn parse_inject(s: &str) -> Result<(f64, f64)> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let bad = || Error::Config(format!("--inject expects ALPHA,BETA (fractions in (0,1]), got '{s}'"));
+    let bad = || Error::Config(format!("--inject expects none or ALPHA,BETA (fractions in (0,1]), got '{s}'"));
     if parts.len() != 2 {
         return Err(bad());
     }

@@ -5,50 +5,21 @@
 //! (at a fixed batch); Fig. 4(b)'s link-model rows are the training clock's ring allreduce at
 //! 5 Gbps, recomputed here from the formula, and grow with the size; and the paper scale of both
 //! logs what it would run without running it.
+mod common;
+use common::paper::{read, root};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn tmp(tag: &str) -> std::path::PathBuf {
+    common::paper::fresh_tmp(&format!("paper-bench-{tag}"))
 }
 
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("scadles-paper-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-/// The file names in backticks in the files column of README.md's row for `scripts/paper/<id>.sh`.
 fn readme_files(id: &str) -> Vec<String> {
-    let readme = read(&root().join("results/paper/README.md"));
-    let script = format!("`scripts/paper/{id}.sh`");
-    let row = readme
-        .lines()
-        .find(|l| l.starts_with('|') && l.contains(&script))
-        .unwrap_or_else(|| panic!("results/paper/README.md has no row for {script}"));
-    let cols: Vec<&str> = row.split('|').map(str::trim).collect();
-    let files: Vec<String> = cols[3].split('`').skip(1).step_by(2).map(str::to_string).collect();
-    assert!(files.len() >= 4 && files.iter().any(|f| f == "table.md"), "{id}: {:?}", cols[3]);
-    files
+    common::paper::readme_files(&read(&root().join("results/paper/README.md")), id)
 }
 
 fn script(id: &str, scale: &str, out: &Path) -> String {
-    let o = Command::new("bash")
-        .arg(root().join(format!("scripts/paper/{id}.sh")))
-        .args(["--scale", scale, "--out"])
-        .arg(out)
-        .env("SCADLES_BIN", env!("CARGO_BIN_EXE_scadles"))
-        .env_remove("PAPER_EXECUTE")
-        .output()
-        .expect("bash");
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "{id} --scale {scale}: {text}");
-    text
+    common::paper::script(id, scale, out, &[])
 }
 
 /// A CSV file (unquoted fields) as records.

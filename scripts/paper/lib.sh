@@ -223,3 +223,64 @@ paper_shared_runs() {
     } > "$dir/commands.txt"
   done
 }
+
+# The non-IID runs of Figs. 2, 8 and 9: single `scadles train` runs into $NONIID/<name>/, shared by
+# the three scripts (a finished run, summary.json present, is kept; an unfinished one is run again
+# with --overwrite). NONIID is results/paper/noniid at quick scale, results/paper/<scale>/noniid
+# otherwise (PAPER_NONIID overrides). Usage:
+#   paper_noniid_init                       # sets NONIID and the scale's base arguments
+#   paper_noniid_run NAME NP ARGS...        # ARGS: the run's own flags (--partition, --inject, ...)
+# Every run starts from configs/noniid-fmnist.toml (tinycnn_bn, label-shard, S'1, the K80 ResNet152
+# clock and 5 Gbps link), then the scale's arguments, then ARGS. Scales: smoke: synthetic data,
+# 2 000 training samples; quick: Fashion-MNIST (synthetic when it is not installed); paper:
+# resnet152 in torchvision shape with a 1000-way head on CIFAR-10 from PAPER_DATA_DIR, the paper's
+# lr and weight decay: validates the inputs and logs what it would run (PAPER_EXECUTE=1 runs it).
+paper_noniid_init() {
+  if [ -n "${PAPER_NONIID:-}" ]; then NONIID=$PAPER_NONIID
+  elif [ "$SCALE" = quick ]; then NONIID=$ROOT/results/paper/noniid
+  else NONIID=$ROOT/results/paper/$SCALE/noniid; fi
+  mkdir -p "$NONIID"
+  NONIID=$(cd "$NONIID" && pwd)
+  NONIID_BASE=(--config "$ROOT/configs/noniid-fmnist.toml")
+  case $SCALE in
+    smoke)
+      NONIID_BASE+=(--dataset synthetic --synthetic-train 2000 --synthetic-test 400 --eval-samples 200 --threads 1) ;;
+    quick)
+      . "$ROOT/scripts/lib/detect.sh"
+      if ! detect_fashion_mnist >/dev/null; then
+        echo "$PAPER_ID: Fashion-MNIST is not installed: the non-IID runs train on the synthetic set" >&2
+        NONIID_BASE+=(--dataset synthetic)
+      fi ;;
+    paper)
+      paper_check_data
+      NONIID_BASE+=(--model resnet152 --shape torchvision --num-classes 1000 --dataset cifar10
+                    --data-dir "${PAPER_DATA_DIR:-DATA_DIR}" --lr 0.1 --weight-decay 0.0001
+                    --milestones 75,150,225 --gamma 0.2 --compute-model k80-resnet152
+                    --link-params 60192808 --eval-samples 10000) ;;
+  esac
+}
+
+paper_noniid_run() {
+  local name=$1 np=$2; shift 2
+  local dir=$NONIID/$name
+  if [ -f "$dir/summary.json" ]; then
+    echo "# kept: $(paper_rel "$dir") (finished before)" >> "$OUT/commands.txt"
+    return 0
+  fi
+  local cmd=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" train "${NONIID_BASE[@]}" "$@" --out "$dir" --overwrite)
+  if [ "$SCALE" = paper ] && [ "${PAPER_EXECUTE:-0}" != 1 ]; then
+    echo "# would run: $(paper_words "${cmd[@]}")" | tee -a "$OUT/commands.txt"
+    return 0
+  fi
+  echo "$PAPER_ID: non-IID run $name ($SCALE)" >&2
+  paper_run "${cmd[@]}" > "$NONIID/$name.log" 2>&1 || { tail -20 "$NONIID/$name.log" >&2; return 1; }
+  rm -f "$NONIID/$name.log"
+  {
+    echo "# run $name ($SCALE), by scripts/paper/$PAPER_ID.sh; $(date -u +%Y-%m-%dT%H:%M:%SZ) host $(uname -n) cores $(nproc) commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    paper_words "${cmd[@]}"
+  } > "$dir/commands.txt"
+}
+
+# The (alpha, beta) settings of Figs. 8 and 9 [P], as run names and --inject values.
+NONIID_INJECT="0.5,0.5 0.25,0.25 0.1,0.1 0.05,0.05 none"
+paper_inject_name() { if [ "$1" = none ]; then echo none; else echo "a${1%,*}-b${1#*,}"; fi; }

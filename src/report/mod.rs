@@ -20,11 +20,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub mod fig1;
+pub mod fig2;
 pub mod fig3;
 pub mod fig4a;
 pub mod fig4b;
 pub mod fig6;
 pub mod fig7;
+pub mod fig8;
+pub mod fig9;
 pub mod paper;
 pub mod runs;
 pub mod table1;
@@ -130,18 +133,35 @@ pub const ITEMS: &[(&str, &str, Item)] = &[
         "Fig. 7: log10 buffer samples vs epochs under persistence, both policies (shared runs)",
         fig7::run,
     ),
+    (
+        "fig2",
+        "Fig. 2: IID vs non-IID accuracy in conventional DDL (non-IID runs)",
+        fig2::run,
+    ),
+    (
+        "fig8",
+        "Fig. 8: non-IID accuracy vs epochs per data-injection setting (α, β) (non-IID runs)",
+        fig8::run,
+    ),
+    (
+        "fig9",
+        "Fig. 9: KB injected per iteration per (α, β) and rate set (non-IID runs)",
+        fig9::run,
+    ),
 ];
 
 /// `scadles report` arguments.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The table or figure: table1, table2, table3, table4, table5, table6, fig1, fig3, fig4a, fig4b, fig6, fig7
+    /// The table or figure: table1, table2, table3, table4, table5, table6, fig1, fig2, fig3, fig4a, fig4b,
+    /// fig6, fig7, fig8, fig9
     pub id: String,
     /// Output directory [default: results/paper/<ID>]
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The shared runs of table4, table6, fig6, fig7 (scripts/paper/runs.sh) [default:
-    /// results/paper/runs at quick scale, results/paper/<SCALE>/runs otherwise]
+    /// The shared runs of table4, table6, fig6, fig7 (scripts/paper/runs.sh), or the non-IID runs
+    /// of fig2, fig8, fig9 (results/paper/noniid; the scripts pass it) [default: results/paper/runs
+    /// at quick scale, results/paper/<SCALE>/runs otherwise]
     #[arg(long)]
     pub runs: Option<PathBuf>,
     /// smoke (seconds), quick (a 2-core machine) or paper (the paper's configuration)

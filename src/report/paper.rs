@@ -419,3 +419,75 @@ pub const FIG7_END_LOG10: [Option<[(Published, Published); 2]>; 4] = [
     None,
     None,
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Figs. 2, 8 and 9 — non-IID training: 10 devices × 1 label (CIFAR-10), 25 × 4 (CIFAR-100).
+
+/// The (α, β) settings of Figs. 8 and 9 [P], as `--inject` takes them and as printed; the last is
+/// no injection.
+pub const NONIID_INJECT: [(&str, &str); 5] = [
+    ("0.5,0.5", "(.5,.5)"),
+    ("0.25,0.25", "(.25,.25)"),
+    ("0.1,0.1", "(.1,.1)"),
+    ("0.05,0.05", "(.05,.05)"),
+    ("none", "no injection"),
+];
+
+/// The run-directory name of an `--inject` value, as `paper_inject_name` in scripts/paper/lib.sh
+/// writes it: `a0.5-b0.5`, …, `none`.
+pub fn inject_name(inject: &str) -> String {
+    match inject.split_once(',') {
+        Some((a, b)) => format!("a{a}-b{b}"),
+        None => inject.to_string(),
+    }
+}
+
+/// The devices of the non-IID CIFAR-10 runs [P].
+pub const NONIID_DEVICES: usize = 10;
+
+/// Fig. 2 [P-fig]: final top-5 accuracy (%), (IID, non-IID), for ResNet152/CIFAR-10 (16 devices
+/// IID, 10 × 1 label non-IID) and VGG19/CIFAR-100 (16 IID, 25 × 4 labels).
+pub const FIG2_TOP5: [(Published, Published); 2] = [
+    (fig(97.5, "≈97–98%"), fig(56.5, "≈55–58%")),
+    (fig(88.5, "≈88–89%"), fig(31.0, "≈30–32%")),
+];
+
+/// Fig. 8 [P-fig]: final top-5 accuracy (%) per [`NONIID_INJECT`] setting, (a) ResNet152/CIFAR-10
+/// (~250 epochs) and (b) VGG19/CIFAR-100 (~200 epochs).
+pub const FIG8_TOP5: [[Published; 5]; 2] = [
+    [
+        fig(92.5, "≈90–95%"),
+        fig(87.5, "≈85–90%"),
+        fig(74.0, "≈74%"),
+        fig(67.0, "≈67%"),
+        fig(58.0, "≈58%"),
+    ],
+    [
+        fig(79.0, "≈79%"),
+        fig(79.0, "≈79%"),
+        fig(76.0, "≈76%"),
+        fig(74.0, "≈74%"),
+        fig(30.0, "≈30%"),
+    ],
+];
+
+/// Fig. 9 [P-fig]: KB injected per iteration per [`NONIID_INJECT`] setting with injection (the
+/// first four), per rate set as [`RUN_SETS`]. The value is the median where the figure gives one,
+/// else the middle of the range, else the bound. They match ⌈α·D⌉ · β·S̄ · 3 KB with D = 10 [I],
+/// i.e. what one device receives per iteration.
+pub const FIG9_KB: [[Published; 4]; 4] = [
+    [fig(330.0, "≈200–500, median ≈330"), fig(107.5, "≈50–165"), fig(17.5, "≈10–25"), fig(15.0, "<15")],
+    [fig(2300.0, "≈1200–2800, median ≈2300"), fig(600.0, "≈300–900"), fig(100.0, "≈100"), fig(50.0, "≈50")],
+    [fig(420.0, "≈300–680, median ≈420"), fig(132.5, "≈60–205"), fig(20.0, "≈20"), fig(10.0, "≈10")],
+    [fig(1900.0, "≈1700–2100, median ≈1900"), fig(565.0, "≈490–640"), fig(80.0, "≈80"), fig(40.0, "≈40")],
+];
+
+/// The paper's stated average overhead, 150–2000 KB per iteration [P].
+pub const FIG9_AVERAGE_KB: Published = p(1075.0, "150–2000 KB");
+
+/// Bytes the paper counts per injected sample: "each CIFAR sample is ~3 KB" [P] (32×32×3 uint8),
+/// which its Fig. 9 values match [I]. (Its Kafka messages carry float32 1×3×32×32 = 12 288 B [C],
+/// four times as much, but the bulk simulation that produced the figures injects dataset samples.)
+pub const FIG9_SAMPLE_BYTES: f64 = 3072.0;
+/// The float32 Kafka payload per sample [C].
+pub const KAFKA_SAMPLE_BYTES: f64 = 12288.0;

@@ -32,6 +32,13 @@ pub struct StepRow {
     pub compressed: bool,
     /// Adaptive compression: the mean over ranks of the criterion c this step.
     pub criterion_mean: Option<f64>,
+    /// Bytes injected in the step over all ranks (0 when the run has no such column).
+    pub injected_bytes: u64,
+    /// Bytes received by injection: the most any rank received, and the mean over ranks.
+    pub injected_bytes_recv_max: u64,
+    pub injected_bytes_recv_mean: f64,
+    /// Samples injected in the step over all ranks (part of `global_batch`).
+    pub injected_samples: u64,
 }
 
 /// One run directory.
@@ -84,6 +91,10 @@ impl Side {
                 values_sent: c.get("values_sent").unwrap_or(0.0) as u64,
                 compressed: c.get("compressed").unwrap_or(0.0) != 0.0,
                 criterion_mean: c.get("criterion_mean"),
+                injected_bytes: c.get("injected_bytes").unwrap_or(0.0) as u64,
+                injected_bytes_recv_max: c.get("injected_bytes_recv_max").unwrap_or(0.0) as u64,
+                injected_bytes_recv_mean: c.get("injected_bytes_recv_mean").unwrap_or(0.0),
+                injected_samples: c.get("injected_samples").unwrap_or(0.0) as u64,
             })
         })?;
         Ok(Some(Side {
@@ -138,6 +149,36 @@ impl Side {
                     r.step as f64
                 };
                 (e, *r)
+            })
+            .collect()
+    }
+}
+
+impl Side {
+    /// Epochs of the device's own data after each step: the samples trained so far less the
+    /// injected ones (which are other devices' data), over the training-set size; the paper's
+    /// epoch is a pass over the device's own loader. Equals [`Side::by_epoch`] without injection.
+    pub fn own_epochs(&self) -> Vec<(u64, f64)> {
+        let mut seen = 0u64;
+        self.steps
+            .iter()
+            .map(|r| {
+                seen += r.global_batch.saturating_sub(r.injected_samples);
+                let e = if self.train_size > 0.0 { seen as f64 / self.train_size } else { r.step as f64 };
+                (r.step, e)
+            })
+            .collect()
+    }
+
+    /// Each evaluation with the own-data epochs ([`Side::own_epochs`]) at its step (0 before the
+    /// first step).
+    pub fn eval_by_own_epoch(&self) -> Vec<(f64, EvalRow)> {
+        let ep = self.own_epochs();
+        self.eval
+            .iter()
+            .map(|e| {
+                let x = ep.iter().take_while(|(s, _)| *s <= e.step).last().map_or(0.0, |p| p.1);
+                (x, *e)
             })
             .collect()
     }

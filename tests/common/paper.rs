@@ -57,7 +57,7 @@ pub fn check_readme_files(out: &Path, id: &str) -> Vec<String> {
 pub fn script(id: &str, scale: &str, out: &Path, env: &[(&str, &Path)]) -> String {
     let mut c = Command::new("bash");
     c.arg(root().join(format!("scripts/paper/{id}.sh"))).args(["--scale", scale, "--out"]).arg(out).env("SCADLES_BIN", env!("CARGO_BIN_EXE_scadles")).current_dir(root());
-    for v in ["PAPER_RUNS", "PAPER_CELLS", "PAPER_EXECUTE", "PAPER_DATA_DIR", "TABLE5_MODELS"] {
+    for v in ["PAPER_RUNS", "PAPER_NONIID", "PAPER_CELLS", "PAPER_EXECUTE", "PAPER_DATA_DIR", "PAPER_NP", "PAPER_ARGS", "TABLE5_MODELS"] {
         c.env_remove(v);
     }
     for (k, v) in env {
