@@ -122,6 +122,11 @@ pub struct TrainArgs {
     /// Train on to --steps after the target is reached (the time to the target is still recorded)  [default: off]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub past_target: Option<bool>,
+    /// End the job with a one-line error naming the rank that stopped answering when no step has
+    /// progressed for this many seconds; 0 turns the watchdog off. Raise it where one step or one
+    /// evaluation can take longer (a large model on a CPU)  [default: 300]
+    #[arg(long, allow_negative_numbers = true)]
+    pub stall_timeout_s: Option<f64>,
     /// scadles (stream-rate batches, weighted aggregation) or ddl (fixed batch, plain average)  [default: scadles]
     #[arg(long, value_enum)]
     pub policy: Option<Policy>,
@@ -235,7 +240,7 @@ impl TrainArgs {
             model, shape, num_classes, dataset, synthetic_train, synthetic_test, augment, partition, batch, lr,
             momentum, weight_decay, optimizer, milestones, gamma, steps, eval_every, seed, device, conv_algo, policy, rates, arrival,
             drift, clock, compute_scale, link_latency_ms, compute_model, buffer, window, b_min, b_max, inject_mode, compression, cr,
-            delta, ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode, bn_eval, past_target;
+            delta, ef, topk_scope, warmup_steps, criterion, ewma, sparse_mode, bn_eval, past_target, stall_timeout_s;
             data_dir, base_batch, eval_samples, eval_every_s, out, threads, target_top1, target_top5, link_gbps, link_params,
             buffer_cap, inject, ddl_buffer, ddl_compression, ddl_inject);
         if a.overwrite {

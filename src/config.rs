@@ -100,6 +100,8 @@ pub struct RunConfig {
     /// Keep training to `steps` after the target is reached (the time and step at the target are
     /// still those of the first evaluation that met it).
     pub past_target: bool,
+    /// End the job when a rank has made no progress for this long (seconds; 0: never).
+    pub stall_timeout_s: f64,
     // streams
     pub policy: Policy,
     pub rates: String,
@@ -170,6 +172,7 @@ impl Default for RunConfig {
             target_top1: None,
             target_top5: None,
             past_target: false,
+            stall_timeout_s: 300.0,
             policy: Policy::Scadles,
             rates: "S1p".into(),
             arrival: Arrival::Constant,
@@ -317,6 +320,9 @@ impl RunConfig {
         }
         if self.buffer_cap == Some(0) {
             crate::bail!(Config, "--buffer-cap must be at least 1 sample");
+        }
+        if !(self.stall_timeout_s == 0.0 || (self.stall_timeout_s >= 2.0 && self.stall_timeout_s.is_finite())) {
+            crate::bail!(Config, "--stall-timeout-s must be 0 (no watchdog) or at least 2 seconds, got {}", self.stall_timeout_s);
         }
         if self.b_min < 1 {
             crate::bail!(Config, "--b-min must be at least 1 (a step on 0 samples would train nothing and stall the clock)");

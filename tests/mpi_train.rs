@@ -367,3 +367,58 @@ fn an_interrupted_run_exits_non_zero_and_says_it_was_stopped() {
         assert!(ours[0].contains("interrupted") && ours[0].ends_with(out.to_str().unwrap()), "{}", ours[0]);
     }
 }
+
+#[test]
+fn a_stopped_rank_ends_the_job_with_one_line_naming_it() {
+    let out = tmpdir("stall");
+    let mut c = mpirun(3);
+    c.arg(bin()).arg("train").args(["--steps", "1000000", "--eval-every", "1000000", "--synthetic-train", "600", "--synthetic-test", "50", "--threads", "1", "--stall-timeout-s", "6", "--out", out.to_str().unwrap()]);
+    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    // Rank 1's heartbeat names its pid; stop it once training is under way.
+    let beat = out.join(".heartbeat").join("rank-1");
+    let start = std::time::Instant::now();
+    let mut pid = 0i32;
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Some(p) = std::fs::read_to_string(&beat).ok().and_then(|t| t.split_whitespace().next().and_then(|w| w.parse().ok())) {
+            if out.join("steps.csv").exists() {
+                pid = p;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(pid > 0, "rank 1 never wrote its heartbeat");
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = std::time::Instant::now();
+    // The job must end by itself: after 60 s the test kills it and fails.
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() && stopped.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = stopped.elapsed();
+    if child.try_wait().unwrap().is_none() {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = child.kill();
+    }
+    let o = child.wait_with_output().unwrap();
+    // The launcher ends the stopped rank; give it a moment to be reaped.
+    let mut alive = true;
+    for _ in 0..50 {
+        alive = unsafe { libc::kill(pid, 0) } == 0 && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|t| !t.contains(") Z "));
+        if !alive {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if alive {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let se = String::from_utf8_lossy(&o.stderr);
+    assert!(took < Duration::from_secs(50), "the job took {took:?} to end after rank 1 stopped\n{se}");
+    assert!(!o.status.success(), "the job exited 0\n{se}");
+    let ours: Vec<&str> = se.lines().filter(|l| l.starts_with("scadles: error:")).collect();
+    assert_eq!(ours.len(), 1, "{se}");
+    assert!(ours[0].contains("rank 1 stopped answering") && ours[0].contains("--stall-timeout-s"), "{}", ours[0]);
+    assert!(!alive, "the stopped rank outlived the job");
+}

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod eval;
 pub mod grads;
 pub mod source;
+pub mod watchdog;
 
 pub use engine::{Compute, Engine};
 pub use eval::evaluate;
@@ -285,6 +286,17 @@ impl Run<'_> {
         let scale = cfg.compute_scale.get(rank).copied().unwrap_or(1.0);
         let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ (rank as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
 
+        let watchdog = if cfg.stall_timeout_s > 0.0 {
+            let dir = watchdog::heartbeat_dir(&self.out);
+            Some(watchdog::Watchdog::start(rank, ranks, cfg.stall_timeout_s, dir.clone()).map_err(|e| Error::io(&dir, e))?)
+        } else {
+            None
+        };
+        let beat = |step: u64| {
+            if let Some(w) = &watchdog {
+                w.progress(step);
+            }
+        };
         let pb = progress(world, cfg.steps, self.quiet);
         pb.set_prefix(format!("{}", cfg.policy));
         let mut out = Outputs { steps: Vec::new(), evals: Vec::new() };
@@ -309,6 +321,7 @@ impl Run<'_> {
             .map_or(1.0, |p| p as f64 / model.num_params().max(1) as f64);
 
         for step in 1..=cfg.steps {
+            beat(step);
             let epoch = consumed / train_set.len() as u64;
             let lr_sched = sched.lr(epoch);
             // 1. Stream: this rank's batch and how long it waited for it.
@@ -410,7 +423,9 @@ impl Run<'_> {
                     while next_eval_s <= clock {
                         next_eval_s += every;
                     }
+                    beat(step);
                     last_eval = self.eval_record(&mut engine, &mut model, &mut rng, step - 1, at, &mut out, &pb)?;
+                    beat(step);
                     if time_to_target.is_none() && target_met(cfg, &last_eval) {
                         reached = !cfg.past_target;
                         time_to_target = Some(at);
@@ -474,7 +489,9 @@ impl Run<'_> {
             }
             let by_steps = cfg.eval_every_s.is_none() && step % cfg.eval_every == 0;
             if by_steps || step == cfg.steps {
+                beat(step);
                 last_eval = self.eval_record(&mut engine, &mut model, &mut rng, step, clock, &mut out, &pb)?;
+                beat(step);
                 self.write_outputs(&out, None)?;
                 if time_to_target.is_none() && target_met(cfg, &last_eval) {
                     time_to_target = Some(clock);
