@@ -109,6 +109,54 @@ paper_done() {
   echo "$PAPER_ID ($SCALE): $(paper_rel "$OUT")/: $(cd "$OUT" && find . -type f | sed 's|^\./||' | sort | tr '\n' ' ')"
 }
 
+# The directory of an item's runs, made and printed as an absolute path: $2 when set, else
+# results/paper/$1 at quick scale and results/paper/<scale>/$1 otherwise.
+paper_runs_dir() {
+  local d=$2
+  if [ -z "$d" ]; then
+    if [ "$SCALE" = quick ]; then d=$ROOT/results/paper/$1; else d=$ROOT/results/paper/$SCALE/$1; fi
+  fi
+  mkdir -p "$d"
+  (cd "$d" && pwd)
+}
+
+# At quick scale the runs train on Fashion-MNIST, or on the synthetic set when it is not installed:
+# sets the array QUICK_DATA to the flags that say so (empty with Fashion-MNIST) and warns, naming
+# the runs ($1).
+paper_quick_data() {
+  QUICK_DATA=()
+  . "$ROOT/scripts/lib/detect.sh"
+  if ! detect_fashion_mnist >/dev/null; then
+    echo "$PAPER_ID: Fashion-MNIST is not installed: $1 train on the synthetic set" >&2
+    QUICK_DATA=(--dataset synthetic)
+  fi
+}
+
+# One `scadles train` run into the directory $1 on $2 ranks with the flags $3...: kept when it
+# finished before (summary.json), logged as `# would run:` at paper scale unless PAPER_EXECUTE=1,
+# else run (its output in $1.log, shown on failure) with its command line in $1/commands.txt.
+paper_train_run() {
+  local dir=$1 np=$2; shift 2
+  local name
+  name=$(basename "$dir")
+  if [ -f "$dir/summary.json" ]; then
+    echo "# kept: $(paper_rel "$dir") (finished before)" >> "$OUT/commands.txt"
+    return 0
+  fi
+  local cmd=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" train "$@" --out "$dir" --overwrite)
+  if [ "$SCALE" = paper ] && [ "${PAPER_EXECUTE:-0}" != 1 ]; then
+    echo "# would run: $(paper_words "${cmd[@]}")" | tee -a "$OUT/commands.txt"
+    return 0
+  fi
+  echo "$PAPER_ID: run $name ($SCALE)" >&2
+  paper_run "${cmd[@]}" > "$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; return 1; }
+  rm -f "$dir.log"
+  {
+    echo "# run $name ($SCALE), by scripts/paper/$PAPER_ID.sh; $(date -u +%Y-%m-%dT%H:%M:%SZ) host $(uname -n) cores $(nproc) commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    paper_words "${cmd[@]}"
+  } > "$dir/commands.txt"
+}
+
 # At paper scale: warns (once) when PAPER_DATA_DIR is not a directory; the runs are then only
 # logged.
 paper_check_data() {
@@ -163,22 +211,12 @@ paper_cell_done() {
 }
 
 paper_shared_runs() {
-  if [ -n "${PAPER_RUNS:-}" ]; then RUNS=$PAPER_RUNS
-  elif [ "$SCALE" = quick ]; then RUNS=$ROOT/results/paper/runs
-  else RUNS=$ROOT/results/paper/$SCALE/runs; fi
-  mkdir -p "$RUNS"
-  RUNS=$(cd "$RUNS" && pwd)
+  RUNS=$(paper_runs_dir runs "${PAPER_RUNS:-}")
   local cells=${PAPER_CELLS:-} set model cell dir np args data=()
   if [ -z "$cells" ]; then
     for model in $PAPER_MODELS; do for set in $PAPER_SETS; do cells="$cells $set-$model"; done; done
   fi
-  if [ "$SCALE" = quick ]; then
-    . "$ROOT/scripts/lib/detect.sh"
-    if ! detect_fashion_mnist >/dev/null; then
-      echo "$PAPER_ID: Fashion-MNIST is not installed: the shared runs train on the synthetic set" >&2
-      data=(--dataset synthetic)
-    fi
-  fi
+  if [ "$SCALE" = quick ]; then paper_quick_data "the shared runs"; data=("${QUICK_DATA[@]}"); fi
   paper_check_data
   for cell in $cells; do
     set=${cell%-*}; model=${cell#*-}
@@ -236,21 +274,14 @@ paper_shared_runs() {
 # resnet152 in torchvision shape with a 1000-way head on CIFAR-10 from PAPER_DATA_DIR, the paper's
 # lr and weight decay: validates the inputs and logs what it would run (PAPER_EXECUTE=1 runs it).
 paper_noniid_init() {
-  if [ -n "${PAPER_NONIID:-}" ]; then NONIID=$PAPER_NONIID
-  elif [ "$SCALE" = quick ]; then NONIID=$ROOT/results/paper/noniid
-  else NONIID=$ROOT/results/paper/$SCALE/noniid; fi
-  mkdir -p "$NONIID"
-  NONIID=$(cd "$NONIID" && pwd)
+  NONIID=$(paper_runs_dir noniid "${PAPER_NONIID:-}")
   NONIID_BASE=(--config "$ROOT/configs/noniid-fmnist.toml")
   case $SCALE in
     smoke)
       NONIID_BASE+=(--dataset synthetic --synthetic-train 2000 --synthetic-test 400 --eval-samples 200 --threads 1) ;;
     quick)
-      . "$ROOT/scripts/lib/detect.sh"
-      if ! detect_fashion_mnist >/dev/null; then
-        echo "$PAPER_ID: Fashion-MNIST is not installed: the non-IID runs train on the synthetic set" >&2
-        NONIID_BASE+=(--dataset synthetic)
-      fi ;;
+      paper_quick_data "the non-IID runs"
+      NONIID_BASE+=("${QUICK_DATA[@]}") ;;
     paper)
       paper_check_data
       NONIID_BASE+=(--model resnet152 --shape torchvision --num-classes 1000 --dataset cifar10
@@ -262,23 +293,7 @@ paper_noniid_init() {
 
 paper_noniid_run() {
   local name=$1 np=$2; shift 2
-  local dir=$NONIID/$name
-  if [ -f "$dir/summary.json" ]; then
-    echo "# kept: $(paper_rel "$dir") (finished before)" >> "$OUT/commands.txt"
-    return 0
-  fi
-  local cmd=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" train "${NONIID_BASE[@]}" "$@" --out "$dir" --overwrite)
-  if [ "$SCALE" = paper ] && [ "${PAPER_EXECUTE:-0}" != 1 ]; then
-    echo "# would run: $(paper_words "${cmd[@]}")" | tee -a "$OUT/commands.txt"
-    return 0
-  fi
-  echo "$PAPER_ID: non-IID run $name ($SCALE)" >&2
-  paper_run "${cmd[@]}" > "$NONIID/$name.log" 2>&1 || { tail -20 "$NONIID/$name.log" >&2; return 1; }
-  rm -f "$NONIID/$name.log"
-  {
-    echo "# run $name ($SCALE), by scripts/paper/$PAPER_ID.sh; $(date -u +%Y-%m-%dT%H:%M:%SZ) host $(uname -n) cores $(nproc) commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    paper_words "${cmd[@]}"
-  } > "$dir/commands.txt"
+  paper_train_run "$NONIID/$name" "$np" "${NONIID_BASE[@]}" "$@"
 }
 
 # The (alpha, beta) settings of Figs. 8 and 9 [P], as run names and --inject values.

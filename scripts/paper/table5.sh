@@ -5,7 +5,8 @@
 # a per-epoch running mean). Per cell one ScaDLES run (Table VI's configuration otherwise, S'1 rates,
 # 16 ranks, IID) that trains on past the target (--past-target) so that the accuracy is the final one
 # and the floats sent are counted up to the target: CNC ratio, accuracy, floats sent to the target.
-# Runs go to $OUT/runs/<model>-<criterion>-cr<CR>-d<delta>/; a finished run (summary.json) is kept.
+# Runs go to $OUT/runs/<model>-<criterion>-cr<CR>-d<delta>/ (paper_train_run in lib.sh: a finished
+# run is kept, each run logs its command in its commands.txt).
 # TABLE5_MODELS (default: "resnet152 vgg19" at paper scale, "resnet152" otherwise) picks the
 # stand-ins: at quick scale the VGG19 stand-in is the same network and data with VGG19's lr, weight
 # decay and clock, and 16 more runs would double the item's ~40 minutes on 2 cores.
@@ -15,13 +16,7 @@ paper_init table5 "$@"
 paper_config "$ROOT/configs/paper-quick-resnet152.toml" "$ROOT/configs/paper-quick-vgg19.toml"
 if [ "$SCALE" = paper ]; then models=${TABLE5_MODELS:-resnet152 vgg19}; else models=${TABLE5_MODELS:-resnet152}; fi
 data=()
-if [ "$SCALE" = quick ]; then
-  . "$ROOT/scripts/lib/detect.sh"
-  if ! detect_fashion_mnist >/dev/null; then
-    echo "table5: Fashion-MNIST is not installed: the runs train on the synthetic set" >&2
-    data=(--dataset synthetic)
-  fi
-fi
+if [ "$SCALE" = quick ]; then paper_quick_data "the runs"; data=("${QUICK_DATA[@]}"); fi
 paper_check_data
 RUNS5=$OUT/runs
 mkdir -p "$RUNS5"
@@ -30,11 +25,6 @@ for model in $models; do
   for crit in paper code; do
     for cr in 0.1 0.01; do
       for delta in 0.1 0.2 0.3 0.4; do
-        dir=$RUNS5/$model-$crit-cr$cr-d$delta
-        if [ -f "$dir/summary.json" ]; then
-          echo "# kept: $(paper_rel "$dir") (finished before)" >> "$OUT/commands.txt"
-          continue
-        fi
         grid=(--cr "$cr" --delta "$delta" --criterion "$crit" --compression adaptive --policy scadles --past-target)
         case $SCALE in
           smoke)
@@ -50,13 +40,7 @@ for model in $models; do
             paper_scale_args "$model" --rates S1p
             args=("${PARGS[@]}") ;;
         esac
-        cmd=("$ROOT/scripts/mpirun.sh" "$np" "$BIN" train "${args[@]}" "${grid[@]}" --out "$dir" --overwrite)
-        if [ "$SCALE" = paper ] && [ "${PAPER_EXECUTE:-0}" != 1 ]; then
-          echo "# would run: $(paper_words "${cmd[@]}")" | tee -a "$OUT/commands.txt"
-          continue
-        fi
-        echo "table5: $model $crit CR $cr delta $delta ($SCALE)" >&2
-        paper_run "${cmd[@]}"
+        paper_train_run "$RUNS5/$model-$crit-cr$cr-d$delta" "$np" "${args[@]}" "${grid[@]}"
       done
     done
   done

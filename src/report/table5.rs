@@ -5,7 +5,7 @@
 //! (`scripts/paper/table5.sh`, `--past-target`), read from `<runs>/<model>-<criterion>-cr<CR>-d<δ>/`.
 //! Also `cnc.png`: the CNC ratio against δ per CR and criterion.
 use super::paper::{RUN_MODELS, TABLE5, TABLE5_GRID};
-use super::runs::Side;
+use super::runs::{vs_pending, Side};
 use super::{vs, vs_text, write_csv, Cmp, Ctx, Doc, Summary, Table};
 use crate::error::Result;
 use crate::metrics::plot::{Legend, LinePlot, Series};
@@ -52,8 +52,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<PathBuf>> {
                 let mut row = vec![model_name.to_string(), crit.to_string(), format!("{cr}"), format!("{delta}")];
                 let Some(s) = side else {
                     missing.push(name);
-                    let pend = |p: &super::paper::Published| format!("paper {} {} · ours — (not run)", p.text, p.source.tag());
-                    row.extend([pend(p_cnc), pend(p_acc), pend(p_floats)]);
+                    row.extend([vs_pending(p_cnc), vs_pending(p_acc), vs_pending(p_floats)]);
                     t.row(row);
                     csv.push(vec![model.to_string(), crit.to_string(), format!("{cr}"), format!("{delta}"), String::new(), String::new(), String::new(), String::new(), String::new(), String::new(), String::new(), format!("{}", p_cnc.value), format!("{}", p_acc.value), format!("{}", p_floats.value)]);
                     continue;
